@@ -1,0 +1,126 @@
+"""`dynbcdi simulate`: simulate a BCDI rocking scan under dynamical diffraction and save it.
+
+Examples::
+
+    dynbcdi simulate --preset au-cube-200 --out au.cxi                 # CPU: reduced size (64³)
+    dynbcdi simulate --preset au-cube-200 --device cuda --out au.cxi   # GPU: full 256³, 401 angles
+    dynbcdi simulate --config run.toml --out run.npz --figures
+    dynbcdi simulate --list-presets
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register `simulate` on the `dynbcdi` sub-command parser."""
+    from dynbcdi.simulate.presets import CPU_SIZES, PRESETS
+
+    parser = subparsers.add_parser(
+        "simulate",
+        help="simulate a rocking scan (Takagi-Taupin) and save it as CXI or .npz",
+        description=("Simulate the dynamical-diffraction intensity stack I[j, row, col] of a crystal, with the "
+                     "kinematic stacks for comparison, photon noise and detector defects; save it with the "
+                     "ground truth, geometry and constants. Presets: "
+                     + ", ".join(f"{k} (CPU default size {CPU_SIZES[k]})" for k in PRESETS) + "."),
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--preset", choices=sorted(PRESETS), help="paper preset by name")
+    source.add_argument("--config", type=Path, help="TOML configuration (see dynbcdi.simulate.config)")
+    source.add_argument("--list-presets", action="store_true", help="print the presets and exit")
+    parser.add_argument("--out", type=Path, help="output file, .cxi or .npz")
+    parser.add_argument("--size", type=int, help="points per direction (same field of view); presets on CPU "
+                        "default to their reduced CPU size, on CUDA to full size")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default cpu)")
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument("--total-photons", type=float, help="Poisson noise at this total photon count")
+    noise.add_argument("--peak-photons", type=float, help="Poisson noise at this count in the brightest pixel")
+    parser.add_argument("--seed", type=int, help="random seed of the noise and hot pixels")
+    parser.add_argument("--figures", action="store_true", help="also write rocking-curve and ground-truth PNGs")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _config(args: argparse.Namespace):
+    from dynbcdi.simulate.config import load_config
+    from dynbcdi.simulate.presets import CPU_SIZES, preset, resize
+    from dynbcdi.simulate.scan import fit_z_sampling
+
+    size = args.size
+    if args.preset:
+        if size is None and not str(args.device).startswith("cuda"):
+            size = CPU_SIZES[args.preset]
+            print(f"CPU run: {args.preset} reduced to {size} points per direction (--size to change)")
+        config = preset(args.preset)
+    else:
+        config = load_config(args.config)
+    if size is not None:
+        # coarser transverse voxels would give a dz too coarse for the rocking range: refine z
+        config = fit_z_sampling(resize(config, size))
+        dz = f", dz = {config.grid.dz_m * 1e9:.2f} nm" if config.grid.dz_m else ""
+        print(f"grid: {config.grid.nz} × {config.geometry.detector_shape[0]} × {config.geometry.detector_shape[1]}{dz}")
+    noise = config.noise
+    if args.total_photons is not None or args.peak_photons is not None:
+        noise = dataclasses.replace(noise, total_photons=args.total_photons, peak_photons=args.peak_photons)
+    if args.seed is not None:
+        noise = dataclasses.replace(noise, seed=args.seed)
+    return dataclasses.replace(config, noise=noise)
+
+
+def _summary(dataset, path: Path) -> str:
+    from dynbcdi.plot import peak_position
+    from dynbcdi.simulate.scan import rocking_curve
+
+    md = dataset.metadata
+    th = dataset.geometry.rocking_angles_rad
+    lines = [f"dataset        {path}",
+             f"intensity      {dataset.intensity.shape} (angles, rows, cols), total {dataset.intensity.sum():.4g}",
+             f"valid pixels   {int(dataset.valid.sum())} of {dataset.valid.size}",
+             f"grid           {dataset.truth.shape} (z, y, x), voxel "
+             + " × ".join(f"{d * 1e9:.2f}" for d in dataset.spacing_m) + " nm",
+             f"oversampling   rocking {md['rocking_oversampling']:.2f}, y {md['oversampling_y']:.2f}, "
+             f"x {md['oversampling_x']:.2f}"]
+    peaks = {k: peak_position(th, rocking_curve(np.asarray(md[f"intensity_{k}"], float)))
+             for k in ("kinematic", "refraction_kinematic", "dynamical") if f"intensity_{k}" in md}
+    for key, value in peaks.items():
+        lines.append(f"peak {key:<22s} {value * 1e6:+9.1f} µrad   ({md.get(f'time_{key}_s', 0):.1f} s)")
+    if md.get("predicted_refraction_shift_rad") is not None:
+        lines.append(f"predicted refraction shift    {md['predicted_refraction_shift_rad'] * 1e6:+9.1f} µrad")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Simulate, save, print a summary table; returns the exit code."""
+    from dynbcdi.simulate.presets import PRESETS
+
+    if args.list_presets:
+        from dynbcdi.simulate.presets import __doc__ as doc
+
+        print(doc)
+        print("available:", ", ".join(sorted(PRESETS)))
+        return 0
+    if args.out is None:
+        raise ValueError("--out FILE (.cxi or .npz) is required")
+    if args.out.suffix not in (".cxi", ".npz"):
+        raise ValueError(f"--out must end in .cxi or .npz, got {str(args.out)!r}")
+    if args.out.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
+    from dynbcdi.io.dataset import save_dataset
+    from dynbcdi.simulate.scan import simulate_dataset
+
+    dataset = simulate_dataset(_config(args), device=args.device, progress=not args.no_progress)
+    path = save_dataset(dataset, args.out, overwrite=args.overwrite)
+    print(_summary(dataset, path))
+    if args.figures:
+        from dynbcdi.simulate.figures import write_figures
+
+        for fig_path in write_figures(dataset, args.out.with_suffix(""), overwrite=args.overwrite):
+            print(f"figure         {fig_path}")
+    return 0

@@ -1,0 +1,154 @@
+"""`dynbcdi phase`: kinematic phase retrieval (HIO/ER/shrink-wrap) of a dataset, both frames saved.
+
+Examples::
+
+    dynbcdi phase scan.cxi --out phasing                       # the paper's 1800-iteration schedule
+    dynbcdi phase scan.cxi --out phasing --starts 8 --seed 3 --device cuda
+    dynbcdi phase scan.cxi --out quick --recipe "shrinkwrap(start=50), (HIO**50, ER**50)**4, ER**100"
+
+Writes in OUT: ``object_detector.npz`` (detector-conjugate frame, metadata ``frame="detector"`` and
+the real-space basis) and ``object_grid.npz`` (orthogonal grid frame, ``frame="grid"``), both with
+the support and the error history (``dynbcdi.io.save_result`` layout; ``--format cxi`` for CXI).
+Ctrl-C stops the iterations and still writes the partial result, flagged ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+
+import numpy as np
+
+OUTPUT_NAMES = ("object_detector", "object_grid")
+EXIT_INTERRUPTED = 130
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register `phase` on the `dynbcdi` sub-command parser."""
+    from dynbcdi.phasing.recipes import PRESETS
+
+    parser = subparsers.add_parser(
+        "phase",
+        help="kinematic phase retrieval; writes the object in the detector and grid frames",
+        description="Iterative projection phase retrieval (ER, HIO, RAAR, shrink-wrap, Poisson ML) of a "
+        "dataset's intensity, several random starts, best kept by the Fourier amplitude error. "
+        f"Recipe presets: {', '.join(PRESETS)}; or a recipe string such as "
+        "'support(box=0.5), shrinkwrap(start=100, every=10), (HIO(beta=0.9)**50, ER**50)**16, ER**200'.",
+    )
+    parser.add_argument("dataset", type=Path, help="dataset file (.cxi or .npz, dynbcdi.io.load_dataset)")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--recipe", default="paper", help="recipe string or preset name (default: paper)")
+    parser.add_argument("--starts", type=int, default=1, help="number of random starts (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first start (default 0)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default cpu)")
+    parser.add_argument("--double", action="store_true", help="iterate in complex128 (default complex64)")
+    parser.add_argument("--grid-z", type=int, help="z planes of the grid-frame output (default: fit the support)")
+    parser.add_argument("--format", choices=("npz", "cxi"), default="npz", help="output format (default npz)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def output_paths(out: Path, fmt: str) -> dict[str, Path]:
+    """The two result files written in ``out`` (detector and grid frame)."""
+    return {name: out / f"{name}.{fmt}" for name in OUTPUT_NAMES}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command; returns 0, or 130 when interrupted (partial result written)."""
+    import torch
+
+    from dynbcdi.io import load_dataset
+    from dynbcdi.phasing import phase_retrieval
+    from dynbcdi.phasing.recipes import parse_recipe
+
+    paths = output_paths(args.out, args.format)
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing and not args.overwrite:
+        raise FileExistsError(f"{', '.join(existing)} exist; pass --overwrite to replace them")
+    recipe = parse_recipe(args.recipe)  # fail on a bad recipe before loading data
+    dataset = load_dataset(args.dataset)
+    with _StopOnSigint() as stopper, _progress_bar(recipe.n_iterations * args.starts, args.no_progress) as bar:
+
+        def progress(info) -> bool:
+            done = info.start * info.n_iterations + info.iteration
+            bar.update(done - bar.n)
+            bar.set_postfix(start=info.start, error=f"{info.error:.3g}")
+            return stopper.requested
+
+        result = phase_retrieval(
+            dataset.intensity, dataset.valid, recipe=recipe, n_starts=args.starts, seed=args.seed,
+            device=args.device, dtype=torch.complex128 if args.double else torch.complex64, progress=progress,
+        )
+    written = write_outputs(result, dataset, paths, args.grid_z, args.overwrite)
+    _print_summary(result, written)
+    return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+def write_outputs(result, dataset, paths: dict[str, Path], grid_z: int | None, overwrite: bool) -> dict[str, Path]:
+    """Save the detector-frame object and its grid-frame conversion; return the paths written.
+
+    The grid frame is (Z, rows, cols) with the dataset's ``spacing_m``; Z fits the support
+    (``grid_shape_for``) unless ``grid_z`` is given.
+    """
+    from dynbcdi.io import save_result
+    from dynbcdi.phasing import detector_to_grid, grid_shape_for
+
+    basis = dataset.geometry.realspace_basis(result.obj.shape)
+    rows, cols = result.obj.shape[1:]
+    nz = grid_z or grid_shape_for(basis, result.obj.shape, dataset.spacing_m, result.support)[0]
+    grid_obj = detector_to_grid(result.obj, basis, (nz, rows, cols), dataset.spacing_m)
+    grid_support = detector_to_grid(result.support.astype(np.complex64), basis, (nz, rows, cols),
+                                    dataset.spacing_m, order=1).real > 0.5
+    common = {
+        "recipe": result.recipe, "seeds": list(result.seeds), "start_errors": list(result.start_errors),
+        "final_error": result.final_error, "llk": result.llk, "interrupted": result.interrupted,
+        "realspace_basis": basis,
+    }
+    history = {"error": result.error}
+    detector_spacing = tuple(float(s) for s in np.linalg.norm(basis, axis=0))
+    written = {
+        "object_detector": save_result(paths["object_detector"], result.obj, detector_spacing, result.support,
+                                       {**common, "frame": "detector"}, history, overwrite),
+        "object_grid": save_result(paths["object_grid"], grid_obj, dataset.spacing_m, grid_support,
+                                   {**common, "frame": "grid"}, history, overwrite),
+    }
+    return written
+
+
+def _print_summary(result, written: dict[str, Path]) -> None:
+    state = "INTERRUPTED (partial result)" if result.interrupted else "done"
+    print(f"phase retrieval {state}: {len(result.error)} iterations of the best start")
+    print(f"  final amplitude error {result.final_error:.4g}   Poisson deviance/pixel {result.llk:.4g}")
+    print("  starts (seed: final error): " + ", ".join(f"{s}: {e:.4g}" for s, e in zip(result.seeds, result.start_errors)))
+    for name, path in written.items():
+        print(f"  {name:16s} {path}")
+
+
+def _progress_bar(total: int, disable: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, disable=disable, unit="it", desc="phasing")
+
+
+class _StopOnSigint:
+    """Context manager: the first Ctrl-C sets ``requested`` (the loop then stops cleanly and the
+    partial result is written); a second Ctrl-C raises KeyboardInterrupt as usual."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _StopOnSigint:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self._previous)

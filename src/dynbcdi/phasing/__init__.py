@@ -1,0 +1,29 @@
+"""Kinematic phase retrieval (ER/HIO/RAAR/shrink-wrap/ML) and detector→grid frame conversion."""
+
+from dynbcdi.phasing.frames import detector_to_grid, grid_shape_for, grid_to_lab
+from dynbcdi.phasing.postprocess import (
+    center_support,
+    remove_phase_offset,
+    remove_phase_ramp,
+    remove_twin,
+    twin_image,
+)
+from dynbcdi.phasing.recipes import PRESETS, Recipe, parse_recipe
+from dynbcdi.phasing.retrieval import PhasingResult, ProgressInfo, phase_retrieval
+
+__all__ = [
+    "PRESETS",
+    "PhasingResult",
+    "ProgressInfo",
+    "Recipe",
+    "center_support",
+    "detector_to_grid",
+    "grid_shape_for",
+    "grid_to_lab",
+    "parse_recipe",
+    "phase_retrieval",
+    "remove_phase_offset",
+    "remove_phase_ramp",
+    "remove_twin",
+    "twin_image",
+]

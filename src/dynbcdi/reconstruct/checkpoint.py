@@ -1,0 +1,46 @@
+"""Atomic checkpoints of a reconstruction run (parameters, optimiser, scheduler, RNG, history).
+
+A checkpoint is one ``torch.save`` file written to ``<name>.tmp`` and moved over the target with
+``os.replace``, so an interruption never leaves a truncated checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_NAME = "checkpoint.pt"
+FORMAT_VERSION = 1
+
+
+def checkpoint_path(directory: str | os.PathLike) -> Path:
+    """Path of the checkpoint file inside ``directory``."""
+    return Path(directory) / CHECKPOINT_NAME
+
+
+def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` (tensors, state dicts, plain Python values) atomically; returns the path."""
+    path = checkpoint_path(directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(directory: str | os.PathLike, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Read the checkpoint of ``directory`` onto ``device``.
+
+    Raises ``FileNotFoundError`` when there is none and ``ValueError`` for an unknown format.
+    """
+    path = checkpoint_path(directory)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint to resume from: {path}")
+    state = torch.load(path, map_location=device, weights_only=True)
+    if state.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: checkpoint format {state.get('format_version')!r}, "
+                         f"expected {FORMAT_VERSION}")
+    return state

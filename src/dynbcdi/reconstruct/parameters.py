@@ -1,0 +1,187 @@
+"""The optimised variables of the dynamical reconstruction and their initialisation.
+
+Parametrisation (documented choices):
+
+- amplitude s(r) ≥ 0 is a plain tensor kept non-negative by *projection* (clamped to 0 after each
+  Adam step) rather than a softplus: a softplus cannot represent s = 0 exactly, and the support
+  (where s is allowed to be non-zero) is applied as a hard mask, s = 0 and frozen outside it;
+- phase φ(r) = −h·u in rad is optimised directly (not Re/Im of S), so it stays continuous and never
+  wraps; S = s·e^{iφ};
+- the intensity scale is optimised as its natural logarithm (positive, scale-free steps);
+- optional per-angle rocking offsets δ_j are in units of the local rocking step: the effective
+  momentum transfer is Δq_j + δ_j·(∂Δq/∂j), with ∂Δq/∂j the central difference of the scan (N ≥ 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import ndimage
+from skimage.morphology import convex_hull_image
+from skimage.restoration import unwrap_phase
+
+ForwardFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class CrystalParameters:
+    """Leaf tensors of the optimisation (all on one device).
+
+    s : (Z, Y, X) real, amplitude (≥ 0, normalised to max 1 at initialisation).
+    phase : (Z, Y, X) real, rad, continuous.
+    log_scale : 0-d real, ln of the photons-per-model-unit intensity scale.
+    offsets : (N,) real, rocking offsets in rocking steps (zeros unless refined).
+    support : (Z, Y, X) bool, not optimised; s is 0 and frozen where False.
+    """
+
+    s: torch.Tensor
+    phase: torch.Tensor
+    log_scale: torch.Tensor
+    offsets: torch.Tensor
+    support: torch.Tensor
+
+    def crystal(self) -> torch.Tensor:
+        """S = s·e^{iφ} on the support, (Z, Y, X) complex (differentiable)."""
+        s = torch.where(self.support, self.s, torch.zeros_like(self.s))
+        return torch.polar(s, self.phase)
+
+    def leaves(self) -> dict[str, torch.Tensor]:
+        """Optimised tensors by name (the order of the Adam parameter groups)."""
+        return {"phase": self.phase, "s": self.s, "log_scale": self.log_scale, "offsets": self.offsets}
+
+    @torch.no_grad()
+    def project(self) -> None:
+        """Enforce s ≥ 0 and s = 0 outside the support (in place)."""
+        self.s.clamp_(min=0.0)
+        self.s.masked_fill_(~self.support, 0.0)
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """Detached copies of all tensors (for roll-back and checkpoints)."""
+        out = {k: v.detach().clone() for k, v in self.leaves().items()}
+        out["support"] = self.support.clone()
+        return out
+
+    @torch.no_grad()
+    def restore(self, snap: dict[str, torch.Tensor]) -> None:
+        """Copy a :meth:`snapshot` back in place (optimiser references stay valid)."""
+        for name, tensor in self.leaves().items():
+            tensor.copy_(snap[name])
+        self.support.copy_(snap["support"])
+
+
+def effective_dq(dq: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Δq_j + δ_j·∂Δq/∂j. dq : (N, 3) rad/m grid frame, offsets : (N,) rocking steps -> (N, 3)."""
+    if dq.shape[0] < 2:
+        return dq
+    step = torch.gradient(dq, dim=0)[0]
+    return dq + offsets[:, None].to(dq.dtype) * step
+
+
+def initial_support(init: np.ndarray, threshold: float) -> np.ndarray:
+    """Support of an initial object: |init| > threshold · max|init|. init (Z, Y, X) -> bool."""
+    amp = np.abs(init)
+    return amp > threshold * amp.max()
+
+
+def unwrapped_phase(init: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """Continuous phase (rad) of ``init`` on ``support`` (skimage 3-D unwrapping), 0 outside.
+
+    init : (Z, Y, X) complex; support : (Z, Y, X) bool. The 2π·k offset of the result is arbitrary
+    and harmless (the diffraction pattern does not depend on it).
+    """
+    wrapped = np.ma.masked_array(np.angle(init), mask=~support)
+    unwrapped = unwrap_phase(wrapped)
+    return np.where(support, np.ma.getdata(unwrapped), 0.0)
+
+
+def start_from_kinematic(obj: np.ndarray, threshold: float = 0.1, hull: bool = True,
+                         keep_phase: bool = True) -> np.ndarray:
+    """Truth-free starting object from a kinematic result already on the grid frame.
+
+    obj : (Z, Y, X) complex (e.g. ``dynbcdi.phasing.detector_to_grid`` of a phasing result).
+    The support |obj| > threshold·max|obj| is replaced by its convex hull (``hull``): the kinematic
+    reconstruction of a crystal thicker than the extinction length loses the far side of the crystal,
+    and shrink-wrap can only tighten a support, so the start must enclose the crystal. Returns
+    (Z, Y, X) complex with amplitude 1 on that support and the kinematic phase, unwrapped on the
+    kinematic support and extended into the rest by nearest neighbours; with ``keep_phase=False`` the
+    phase is 0 (at 64³ this flat start reached 0.15 rad after 50 epochs where the kinematic phase
+    stalled at 0.64 rad: benchmarks/RESULTS.md).
+    """
+    sup = initial_support(obj, threshold)
+    region = convex_hull_image(sup) if hull else sup
+    if not keep_phase:
+        return region.astype(np.complex128)
+    phase = unwrapped_phase(obj, sup)
+    nearest = ndimage.distance_transform_edt(~sup, return_distances=False, return_indices=True)
+    return np.where(region, np.exp(1j * phase[tuple(nearest)]), 0)
+
+
+def twin_object(obj: np.ndarray) -> np.ndarray:
+    """conj(obj(−r)) about index N//2 of every axis: same kinematic pattern, different TTE pattern."""
+    shifts = tuple(1 - n % 2 for n in obj.shape)
+    return np.conj(np.roll(obj[::-1, ::-1, ::-1], shifts, axis=(0, 1, 2)))
+
+
+def init_parameters(init: np.ndarray, n_angles: int, support_threshold: float,
+                    device: torch.device, real_dtype: torch.dtype) -> CrystalParameters:
+    """Parameters from an initial complex object on the grid (kinematic result or user object).
+
+    init : (Z, Y, X) complex. Amplitude normalised to max 1 (the scale absorbs the rest), phase
+    unwrapped on the support, log_scale = 0 (set later by :func:`estimate_log_scale`).
+    """
+    support = initial_support(init, support_threshold)
+    amp = np.where(support, np.abs(init), 0.0)
+    amp = amp / amp.max()
+    phase = unwrapped_phase(init, support)
+
+    def leaf(a: np.ndarray) -> torch.Tensor:
+        return torch.tensor(a, dtype=real_dtype, device=device, requires_grad=True)
+
+    return CrystalParameters(
+        s=leaf(amp), phase=leaf(phase), log_scale=leaf(np.zeros(())),
+        offsets=leaf(np.zeros(n_angles)),
+        support=torch.tensor(support, device=device))
+
+
+@torch.no_grad()
+def estimate_log_scale(model: ForwardFn, params: CrystalParameters, dq: torch.Tensor,
+                       intensity: torch.Tensor, valid: torch.Tensor, chunk_size: int) -> float:
+    """ln(Σ_valid I / Σ_valid D) over the scan, D the unscaled model intensity, in chunks.
+
+    dq : (N, 3) rad/m; intensity : (N, R, C); valid : (N, R, C) bool. Raises ``ValueError`` when the
+    initial model gives no intensity on the valid pixels.
+    """
+    S = params.crystal()
+    model_sum, data_sum = 0.0, 0.0
+    for idx in torch.split(torch.arange(dq.shape[0], device=dq.device), chunk_size):
+        D = model(S, dq[idx])
+        model_sum += float(torch.where(valid[idx], D, torch.zeros_like(D)).sum())
+        data_sum += float(torch.where(valid[idx], intensity[idx], torch.zeros_like(D)).sum())
+    if not np.isfinite(model_sum) or model_sum <= 0:
+        raise ValueError(f"initial object gives model intensity {model_sum} on the valid pixels")
+    return float(np.log(data_sum / model_sum))
+
+
+@torch.no_grad()
+def start_losses(model: ForwardFn, candidates: list[np.ndarray], intensity: np.ndarray, valid: np.ndarray,
+                 dq: np.ndarray, chunk_size: int = 16, device: str = "cpu") -> list[float]:
+    """Amplitude loss of each candidate start at its best-fitting scale (truth-free choice of a twin).
+
+    candidates : (Z, Y, X) complex objects; intensity : (N, R, C); valid : (R, C) or (N, R, C) bool;
+    dq : (N, 3) rad/m. The scale is Σ_valid I / Σ_valid D. Returns one loss per candidate.
+    """
+    from dynbcdi.reconstruct.loss import amplitude_loss
+
+    I = torch.as_tensor(intensity, dtype=torch.float32, device=device)
+    m = torch.as_tensor(valid, device=device).expand(I.shape)
+    dq_t = torch.as_tensor(dq, dtype=torch.float64, device=device)
+    losses = []
+    for obj in candidates:
+        S = torch.as_tensor(obj, dtype=torch.complex64, device=device)
+        D = torch.cat([model(S, dq_t[i:i + chunk_size]) for i in range(0, dq_t.shape[0], chunk_size)])
+        scale = (I * m).sum() / (D * m).sum()
+        losses.append(float(amplitude_loss(scale * D, I, m).mean()))
+    return losses

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from dynbcdi.distributed import Communicator, SingleProcess, init_distributed
 from dynbcdi.reconstruct import ReconstructionConfig, ReconstructionResult, load_config, reconstruct
 
 RESULT_NAME = "reconstruction.cxi"
@@ -48,6 +49,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--epochs", type=int, help="maximum epochs (overrides the config)")
     parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
+    parser.add_argument("--distributed", action="store_true",
+                        help="data-parallel over the ranks of torchrun (NCCL with --device cuda, "
+                             "else gloo); rank 0 writes the files, see docs/distributed.md")
     parser.set_defaults(func=run)
     return parser
 
@@ -112,24 +116,42 @@ def _check_targets(out: Path, overwrite: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load, reconstruct with a progress bar, write result and history; returns the exit code."""
+    """Load, reconstruct with a progress bar, write result and history; returns the exit code.
+
+    With ``--distributed`` this process is one torchrun rank: it computes on ``cuda:LOCAL_RANK``
+    (``--device cuda``) or the CPU, and only rank 0 shows progress and writes files.
+    """
+    cfg = _config(args)
+    if not args.distributed:
+        return _run(args, cfg, SingleProcess())
+    comm = init_distributed(device=cfg.device)
+    try:
+        return _run(args, cfg.replace(device=str(comm.device)), comm)
+    finally:
+        comm.close()
+
+
+def _run(args: argparse.Namespace, cfg: ReconstructionConfig, comm: Communicator) -> int:
     from dynbcdi.io import load_dataset, save_result
 
     out = Path(args.out)
     _check_targets(out, args.overwrite)
-    cfg = _config(args)
     dataset = load_dataset(args.dataset)
     init = _initial_object(args, dataset)
     model = _forward_model(args, dataset)
-    out.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=cfg.epochs, unit="epoch", desc="reconstruct") as bar:
+    if comm.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    with tqdm(total=cfg.epochs, unit="epoch", desc="reconstruct", disable=not comm.is_main) as bar:
         def progress(record) -> None:
             bar.n = record.epoch
             bar.set_postfix(loss=f"{record.loss:.4g}", lr=f"{record.lr:.3g}", refresh=False)
             bar.refresh()
 
         result = reconstruct(dataset.intensity, dataset.valid, dataset.geometry.dq_grid(), model, init, cfg,
-                             checkpoint_dir=out / CHECKPOINT_DIR, resume=args.resume, progress=progress)
+                             checkpoint_dir=out / CHECKPOINT_DIR, resume=args.resume, progress=progress,
+                             comm=comm)
+    if not comm.is_main:
+        return 130 if result.interrupted else 0
     if result.interrupted:
         print(f"interrupted after epoch {result.epochs}; state saved in {out / CHECKPOINT_DIR}, "
               f"continue with --resume")

@@ -13,8 +13,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from dynbcdi.distributed import Communicator
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -44,6 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--figures", action="store_true", help="also write rocking-curve and ground-truth PNGs")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--distributed", action="store_true",
+                        help="split the angles over the ranks of torchrun (NCCL with --device cuda, else "
+                             "gloo); rank 0 writes the file, see docs/distributed.md")
     parser.set_defaults(func=run)
     return parser
 
@@ -112,10 +119,27 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out must end in .cxi or .npz, got {str(args.out)!r}")
     if args.out.exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
+    if not args.distributed:
+        return _simulate(args, None)
+    from dynbcdi.distributed import init_distributed
+
+    comm = init_distributed(device=args.device)
+    try:
+        return _simulate(args, comm)
+    finally:
+        comm.close()
+
+
+def _simulate(args: argparse.Namespace, comm: Communicator | None) -> int:
+    """Simulate (angles split over ``comm``'s ranks unless None), save and summarise on rank 0."""
     from dynbcdi.io.dataset import save_dataset
     from dynbcdi.simulate.scan import simulate_dataset
 
-    dataset = simulate_dataset(_config(args), device=args.device, progress=not args.no_progress)
+    main = comm is None or comm.is_main
+    device = args.device if comm is None else comm.device
+    dataset = simulate_dataset(_config(args), device=device, progress=not args.no_progress and main, comm=comm)
+    if not main:
+        return 0
     path = save_dataset(dataset, args.out, overwrite=args.overwrite)
     print(_summary(dataset, path))
     if args.figures:

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter
 
+from dynbcdi.distributed.comm import Communicator, SingleProcess
+from dynbcdi.distributed.parallel import broadcast_parameters, reduce_gradients
 from dynbcdi.reconstruct.checkpoint import load_checkpoint, save_checkpoint
 from dynbcdi.reconstruct.config import ReconstructionConfig
 from dynbcdi.reconstruct.loss import amplitude_loss, atv, poisson_loss
@@ -96,7 +98,8 @@ def reconstruct(intensity: np.ndarray, valid: np.ndarray, dq: np.ndarray, model:
                 init: np.ndarray, config: ReconstructionConfig, *,
                 checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
                 progress: ProgressFn | None = None,
-                callback: CallbackFn | None = None) -> ReconstructionResult:
+                callback: CallbackFn | None = None,
+                comm: Communicator | None = None) -> ReconstructionResult:
     """Reconstruct S = s·e^{iφ} from a rocking scan with a forward model in the loop.
 
     intensity : (N, R, C) photons ≥ 0; valid : (R, C) or (N, R, C) bool (True = trusted);
@@ -107,22 +110,28 @@ def reconstruct(intensity: np.ndarray, valid: np.ndarray, dq: np.ndarray, model:
     checkpoint_dir : where checkpoints go (every ``config.checkpoint_every`` epochs and at the end);
     resume : continue from the checkpoint there; progress : called after every epoch;
     callback : called as ``callback(epoch, params)`` after every epoch, True stops the run.
+    comm : data parallelism over the angles (:mod:`dynbcdi.distributed`): each rank evaluates its
+    shard of every mini-batch, gradient and loss sums are all-reduced, rank 0 alone writes
+    checkpoints and reads the one it resumes from; None = one process.
     Inputs are checked before any computation (``ValueError`` naming the offending value).
     """
     data = validate_inputs(intensity, valid, dq, init, model)
-    run = _Run(data, model, config)
+    run = _Run(data, model, config, comm if comm is not None else SingleProcess())
     if resume:
         if checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
-        run.load_state(load_checkpoint(checkpoint_dir, device=run.device))
+        state = load_checkpoint(checkpoint_dir, device=run.device) if run.comm.is_main else None
+        run.load_state(run.comm.broadcast_object(state, device=run.device))
     return run.loop(checkpoint_dir, progress, callback)
 
 
 class _Run:
     """State of one reconstruction run (parameters, optimiser, scheduler, RNG, history)."""
 
-    def __init__(self, data: dict[str, np.ndarray], model: ForwardFn, config: ReconstructionConfig):
+    def __init__(self, data: dict[str, np.ndarray], model: ForwardFn, config: ReconstructionConfig,
+                 comm: Communicator):
         self.config = config
+        self.comm = comm
         self.device = torch.device(config.device)
         cdtype = getattr(torch, config.dtype)
         rdtype = torch.float32 if cdtype == torch.complex64 else torch.float64
@@ -134,10 +143,11 @@ class _Run:
         self.dq = torch.as_tensor(data["dq"], dtype=rdtype, device=self.device)
         n = self.dq.shape[0]
         self.params = init_parameters(data["init"], n, config.shrinkwrap.init_threshold, self.device, rdtype)
+        broadcast_parameters(comm, [*self.params.leaves().values(), self.params.support])
         with torch.no_grad():
             self.params.log_scale.fill_(estimate_log_scale(
                 self._forward, self.params, self.dq, self.intensity, self.valid,
-                config.optimizer.chunk_size))
+                config.optimizer.chunk_size, comm))
         self.optimizer = self._make_optimizer()
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=config.optimizer.plateau_factor,
@@ -189,12 +199,14 @@ class _Run:
         p = self.params
         self.optimizer.zero_grad(set_to_none=False)
         total = 0.0
-        for idx in torch.split(batch, self.config.optimizer.chunk_size):
+        local = self.comm.shard(batch)
+        for idx in torch.split(local, self.config.optimizer.chunk_size) if local.numel() else ():
             dq = effective_dq(self.dq, p.offsets)[idx] if p.offsets.requires_grad else self.dq[idx]
             D = torch.exp(p.log_scale) * self._forward(p.crystal(), dq)
             loss = self._data_loss(D, idx).sum() / batch.numel()
             loss.backward()
             total += float(loss.detach())
+        total = reduce_gradients(self.comm, p.leaves().values(), total)
         if self.config.loss.atv_weight > 0:
             reg = self.config.loss.atv_weight * atv(p.crystal(), self.config.loss.atv_epsilon)
             reg.backward()
@@ -272,12 +284,13 @@ class _Run:
                 if self._converged():
                     reason = "converged"
                     break
-                if checkpoint_dir is not None and self.epoch % self.config.checkpoint_every == 0:
+                if (checkpoint_dir is not None and self.comm.is_main
+                        and self.epoch % self.config.checkpoint_every == 0):
                     save_checkpoint(checkpoint_dir, self.state(t0))
         except KeyboardInterrupt:
             reason = "interrupted"
             log.warning("interrupted during epoch %d; saving the current state", self.epoch + 1)
-        if checkpoint_dir is not None:
+        if checkpoint_dir is not None and self.comm.is_main:
             save_checkpoint(checkpoint_dir, self.state(t0))
         log.info("stopped after %d epochs: %s", self.epoch, reason)
         return self.result(reason)

@@ -23,6 +23,9 @@ from scipy import ndimage
 from skimage.morphology import convex_hull_image
 from skimage.restoration import unwrap_phase
 
+from dynbcdi.distributed.comm import Communicator, SingleProcess
+from dynbcdi.distributed.parallel import reduce_sums
+
 ForwardFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -148,18 +151,23 @@ def init_parameters(init: np.ndarray, n_angles: int, support_threshold: float,
 
 @torch.no_grad()
 def estimate_log_scale(model: ForwardFn, params: CrystalParameters, dq: torch.Tensor,
-                       intensity: torch.Tensor, valid: torch.Tensor, chunk_size: int) -> float:
+                       intensity: torch.Tensor, valid: torch.Tensor, chunk_size: int,
+                       comm: Communicator | None = None) -> float:
     """ln(Σ_valid I / Σ_valid D) over the scan, D the unscaled model intensity, in chunks.
 
     dq : (N, 3) rad/m; intensity : (N, R, C); valid : (N, R, C) bool. Raises ``ValueError`` when the
-    initial model gives no intensity on the valid pixels.
+    initial model gives no intensity on the valid pixels. comm : sums over this rank's shard of the
+    angles, all-reduced (None = one process, all angles).
     """
     S = params.crystal()
     model_sum, data_sum = 0.0, 0.0
-    for idx in torch.split(torch.arange(dq.shape[0], device=dq.device), chunk_size):
+    comm = comm if comm is not None else SingleProcess()
+    local = comm.shard(torch.arange(dq.shape[0], device=dq.device))
+    for idx in torch.split(local, chunk_size) if local.numel() else ():
         D = model(S, dq[idx])
         model_sum += float(torch.where(valid[idx], D, torch.zeros_like(D)).sum())
         data_sum += float(torch.where(valid[idx], intensity[idx], torch.zeros_like(D)).sum())
+    model_sum, data_sum = reduce_sums(comm, model_sum, data_sum)
     if not np.isfinite(model_sum) or model_sum <= 0:
         raise ValueError(f"initial object gives model intensity {model_sum} on the valid pixels")
     return float(np.log(data_sum / model_sum))

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dynbcdi.distributed import Communicator, sharded_map
 from dynbcdi.geometry import BraggGeometry, GridFrame, aps34idc_geometry, generic_geometry
 from dynbcdi.io.dataset import Dataset
 from dynbcdi.simulate import noise as noise_mod
@@ -180,6 +181,19 @@ def compute_stack(model: torch.nn.Module, S: torch.Tensor, dq: np.ndarray, batch
     return out
 
 
+def sharded_stack(comm: Communicator, model: torch.nn.Module, S: torch.Tensor, dq: np.ndarray, batch_size: int,
+                  progress: Progress | bool | None = None, label: str = "TTE") -> np.ndarray:
+    """:func:`compute_stack` with the angles split over the ranks of ``comm`` (contiguous shards).
+
+    Every rank computes its shard and receives the full (N, Y, X) float64 stack (all-gather), so
+    that noise drawn afterwards from the same seed is identical on all ranks. Rank 0 shows progress.
+    """
+    def block(start: int, stop: int) -> np.ndarray:
+        return compute_stack(model, S, dq[start:stop], batch_size, progress if comm.is_main else None, label)
+
+    return sharded_map(comm, block, dq.shape[0])
+
+
 def _models(config: SimulationConfig, geometry, reflection, spacing, frame) -> dict[str, torch.nn.Module]:
     from dynbcdi.forward.kinematic import KinematicModel, RefractionKinematicModel
     from dynbcdi.forward.tte import TTEModel
@@ -253,7 +267,7 @@ def prepare_scan(config: SimulationConfig) -> PreparedScan:
 
 
 def simulate_dataset(config: SimulationConfig, device: str | torch.device = "cpu",
-                     progress: Progress | bool | None = None) -> Dataset:
+                     progress: Progress | bool | None = None, comm: Communicator | None = None) -> Dataset:
     """Simulate the configured rocking scan; returns a :class:`~dynbcdi.io.Dataset`.
 
     intensity (N, rows, cols): Poisson photon counts (integer-valued floats) if the noise config sets
@@ -262,6 +276,8 @@ def simulate_dataset(config: SimulationConfig, device: str | torch.device = "cpu
     config, oversampling ratios, predicted refraction shift (rad, polyhedral crystals), timing, the
     hot-pixel map and the noise-free stacks ``intensity_<model>`` (float32) of the dynamical and the
     requested kinematic models. progress: True for tqdm bars, or a callable (done, total).
+    comm: split the angles over the ranks of a :mod:`dynbcdi.distributed` communicator (every rank
+    returns the same dataset; None = one process).
     """
     p = prepare_scan(config)
     cdtype = np.complex64 if config.model.precision == "single" else np.complex128
@@ -273,7 +289,10 @@ def simulate_dataset(config: SimulationConfig, device: str | torch.device = "cpu
     stacks, timings = {}, {}
     for name, model in _models(config, p.geometry, p.reflection, p.spacing_m, p.frame).items():
         t0 = time.perf_counter()
-        stacks[name] = compute_stack(model, S, dq, config.model.batch_size, progress, label=name)
+        if comm is None:
+            stacks[name] = compute_stack(model, S, dq, config.model.batch_size, progress, label=name)
+        else:
+            stacks[name] = sharded_stack(comm, model, S, dq, config.model.batch_size, progress, label=name)
         timings[f"time_{name}_s"] = time.perf_counter() - t0
     intensity, valid, hot = _apply_noise(config, stacks["dynamical"])
     shift = _predicted_shift(p.sample, p.spacing_m, p.geometry, p.frame, p.reflection)

@@ -269,6 +269,8 @@ class ModelConfig:
     polarization : "sigma", "pi" or an explicit factor C. batch_size : rocking angles per TTE call.
     precision : "single" (complex64) or "double" (complex128).
     kinematic, refraction_kinematic : also compute these stacks (noise-free) for comparison.
+    integrator : TTE integrator, "strang" (2nd order) or "rk4" (4th-order Lawson);
+    substeps : integration steps per voxel along z (see :class:`dynbcdi.forward.tte.TTEModel`).
     """
 
     polarization: str | float = "sigma"
@@ -276,12 +278,18 @@ class ModelConfig:
     precision: str = "single"
     kinematic: bool = True
     refraction_kinematic: bool = False
+    integrator: str = "strang"
+    substeps: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"model.batch_size must be a positive integer, got {self.batch_size!r}")
         if self.precision not in ("single", "double"):
             raise ValueError(f"model.precision must be 'single' or 'double', got {self.precision!r}")
+        if self.integrator not in ("strang", "rk4"):
+            raise ValueError(f"model.integrator must be 'strang' or 'rk4', got {self.integrator!r}")
+        if not isinstance(self.substeps, int) or self.substeps < 1:
+            raise ValueError(f"model.substeps must be a positive integer, got {self.substeps!r}")
 
 
 @dataclass(frozen=True)

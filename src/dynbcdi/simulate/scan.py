@@ -198,16 +198,18 @@ def _models(config: SimulationConfig, geometry, reflection, spacing, frame) -> d
     from dynbcdi.forward.kinematic import KinematicModel, RefractionKinematicModel
     from dynbcdi.forward.tte import TTEModel
 
-    pol = config.model.polarization
-    models: dict[str, torch.nn.Module] = {
-        "dynamical": TTEModel.from_geometry(geometry, reflection, spacing, polarization=pol, frame=frame)}
-    if config.model.kinematic:
-        # sinc voxel form factor: the exact weak-scattering limit of the TTE voxel model
-        models["kinematic"] = KinematicModel.from_geometry(geometry, reflection, spacing, polarization=pol,
-                                                           frame=frame, voxel_form_factor=True)
-    if config.model.refraction_kinematic:
-        models["refraction_kinematic"] = RefractionKinematicModel.from_geometry(
-            geometry, reflection, spacing, polarization=pol, frame=frame)
+    mc = config.model
+    tte = dict(polarization=mc.polarization, frame=frame, integrator=mc.integrator, substeps=mc.substeps)
+    models: dict[str, torch.nn.Module] = {"dynamical": TTEModel.from_geometry(geometry, reflection, spacing, **tte)}
+    if mc.kinematic:
+        # The weak-scattering limit of the TTE march: one Strang step per voxel samples S at the voxel
+        # centre (the plain sum Σ S e^{iΔq·r} dz); finer steps integrate the piecewise-constant voxel
+        # and add its sinc form factor.
+        voxel_model = mc.integrator != "strang" or mc.substeps > 1
+        models["kinematic"] = KinematicModel.from_geometry(geometry, reflection, spacing, polarization=mc.polarization,
+                                                           frame=frame, voxel_form_factor=voxel_model)
+    if mc.refraction_kinematic:
+        models["refraction_kinematic"] = RefractionKinematicModel.from_geometry(geometry, reflection, spacing, **tte)
     return models
 
 

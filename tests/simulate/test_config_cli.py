@@ -50,7 +50,7 @@ def test_toml_round_trip_and_errors(tmp_path):
     assert cfg.reflection.energy_eV == 9000.0 and cfg.reflection.hkl == (1, 1, 1)
     assert cfg.deformation[0].misfit == 0.01 and cfg.noise.gap_rows == ((5, 7),)
     path.write_text(TINY_TOML.replace("nz = 12", "nz = 12\nnx = 3"))
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['nx'\] in \[grid\]"):
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['grid\.nx'\]"):
         load_config(path)
     path.write_text(TINY_TOML.replace("misfit = 0.01", "misfit = 0.01\nsigma_m = 1e-8"))
     with pytest.raises(ValueError, match="'point_inclusion' does not take"):

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from dynbcdi.config import from_dict, load_toml
 
 LossKind = Literal["amplitude", "poisson"]
 
@@ -171,54 +170,12 @@ class ReconstructionConfig:
 
 def config_from_dict(data: dict[str, Any]) -> ReconstructionConfig:
     """Build a :class:`ReconstructionConfig` from a nested dict; unknown keys raise ``ValueError``."""
-    return _build(ReconstructionConfig, data, prefix="")
+    return from_dict(ReconstructionConfig, data)
 
 
 def load_config(path: str | os.PathLike) -> ReconstructionConfig:
     """Read a TOML file (sections ``optimizer``, ``loss``, ``shrinkwrap``, ``stopping``)."""
-    with open(path, "rb") as fh:
-        try:
-            data = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"{os.fspath(path)}: invalid TOML: {err}") from err
-    return config_from_dict(data)
-
-
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    if not isinstance(data, dict):
-        raise ValueError(f"config section {prefix or '<root>'!r} must be a table, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"unknown config key(s) {[prefix + k for k in unknown]}; allowed: {sorted(names)}")
-    kwargs = {}
-    for key, value in data.items():
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value, prefix=f"{prefix}{key}.")
-        else:
-            kwargs[key] = _coerce(hint, value, f"{prefix}{key}")
-    return cls(**kwargs)
-
-
-def _coerce(hint: Any, value: Any, name: str) -> Any:
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        if value not in typing.get_args(hint):
-            raise ValueError(f"config key {name!r} must be one of {typing.get_args(hint)}, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"config key {name!r} must be a list, got {value!r}")
-        return tuple(_coerce(t, v, name) for t, v in zip(typing.get_args(hint), value, strict=True))
-    if origin in (typing.Union, types.UnionType):
-        raise ValueError(f"config key {name!r}: union types are not supported")
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        raise ValueError(f"config key {name!r} must be {hint.__name__}, got {value!r}")
-    return value
+    return config_from_dict(load_toml(path))
 
 
 def _positive(obj: Any, *names: str) -> None:

@@ -39,11 +39,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tomllib
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from dynbcdi.config import from_dict, load_toml
 
 
 def _finite_positive(value: float | None, name: str, allow_none: bool = False) -> None:
@@ -309,46 +308,6 @@ class SimulationConfig:
 # --- dict / TOML -----------------------------------------------------------------------------
 
 
-def _tuplify(value: Any) -> Any:
-    return tuple(_tuplify(v) for v in value) if isinstance(value, list) else value
-
-
-def _floatify(value: Any, hint: str) -> Any:
-    """TOML integers where a float is expected (``energy_eV = 8000``) become floats."""
-    if isinstance(value, int) and not isinstance(value, bool) and hint.startswith("float"):
-        return float(value)
-    return value
-
-
-def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
-    """Build the config dataclass ``cls`` from nested dicts (TOML tables); unknown keys raise ValueError."""
-    if not isinstance(data, dict):
-        raise ValueError(f"[{where or cls.__name__}] must be a table, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(fields)
-    if unknown:
-        raise ValueError(f"unknown key(s) {sorted(unknown)} in [{where or 'top level'}]; allowed: {sorted(fields)}")
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        hint = hints[name]
-        sub = where + "." + name if where else name
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = from_dict(hint, value, sub)
-        elif name == "deformation":
-            kwargs[name] = tuple(from_dict(DeformationConfig, v, sub) for v in value)
-        else:
-            kwargs[name] = _floatify(_tuplify(value), str(fields[name].type))
-    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
-    if missing:
-        raise ValueError(f"missing required key(s) {missing} in [{where or 'top level'}]")
-    try:
-        return cls(**kwargs)
-    except TypeError as err:
-        raise ValueError(f"[{where or cls.__name__}]: {err}") from None
-
-
 def to_dict(config: Any) -> dict[str, Any]:
     """Plain nested dict (JSON/TOML-able, tuples as lists, None values left out) of a config."""
 
@@ -364,11 +323,4 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def load_config(path: str | os.PathLike) -> SimulationConfig:
     """Read a :class:`SimulationConfig` from a TOML file (see the module docstring)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no configuration file {p}")
-    try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"{p}: invalid TOML: {err}") from None
-    return from_dict(SimulationConfig, data)
+    return from_dict(SimulationConfig, load_toml(path))

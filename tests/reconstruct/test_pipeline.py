@@ -1,0 +1,119 @@
+"""Truth-free pipeline (kinematic phasing → start → TTE reconstruction) at test size, and its parts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from dynbcdi.analysis import compare
+from dynbcdi.phasing import PhasingResult
+from dynbcdi.reconstruct import (
+    StartConfig,
+    default_config,
+    kinematic_on_grid,
+    run_pipeline,
+    start_object,
+    support_from_amplitude,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_au():
+    """au-demo scaled down: 0.52 µm Au cube (2.0 Bragg extinction lengths of 256 nm), (200) at 8 keV,
+    32³ grid of 50 nm voxels (detector 32 × 55 µm at 0.57 m), 41 angles over ±0.1° (79 % of the z
+    Nyquist limit; rocking oversampling ≈ 4, transverse ≈ 2.5), Gaussian bulge |φ| ≤ 1.2 rad
+    (σ = 130 nm, centre (40, 50, 0) nm), noise-free."""
+    from dynbcdi.simulate import simulate_dataset
+    from dynbcdi.simulate.config import SimulationConfig, from_dict
+    from dynbcdi.simulate.presets import PRESETS
+
+    base = PRESETS["au-demo"]
+    cfg = dict(base, name="tiny-au",
+               geometry=dict(base["geometry"], detector_shape=[32, 32], distance_m=0.57,
+                             rocking_start_deg=-0.1, rocking_stop_deg=0.1, rocking_step_deg=0.005),
+               grid={"nz": 32}, crystal={"shape": "cube", "size_m": [5.2e-7]},
+               deformation=[dict(base["deformation"][0], sigma_m=1.3e-7, center_m=[4e-8, 5e-8, 0.0])])
+    return simulate_dataset(from_dict(SimulationConfig, cfg))
+
+
+def _metric_kwargs(dataset) -> dict:
+    h = dataset.geometry.grid_frame().to_grid(dataset.geometry.h)
+    return {"support": np.abs(dataset.truth) > 0.5, "h_norm": dataset.reflection.h_norm,
+            "spacing_m": dataset.spacing_m, "h_dir_grid": h / np.linalg.norm(h)}
+
+
+def test_pipeline_beats_kinematic_truth_free(tiny_au):
+    # The truth is used only by compare(). Measured: kinematic 0.32 rad, dynamical 0.076 rad (40
+    # epochs, 2 phasing starts, ~10 s on one thread). At 32³ (crystal ≈ 10 voxels across) the
+    # dynamical result is limited by how well the binary start support matches the crystal: over 5
+    # bulge positions it ranged 0.04–0.16 rad (kinematic 0.30–0.34); the issue's 0.05 rad is met at
+    # 64³ (benchmarks/RESULTS.md). Bounds: ≤ 0.12 rad (60 % margin for platform differences of the
+    # random mini-batches) and ≥ 3× better than kinematic (measured 4.2×).
+    res = run_pipeline(tiny_au, n_starts=2, config=default_config(40))
+    kw = _metric_kwargs(tiny_au)
+    truth = tiny_au.truth.astype(np.complex128)
+    kin, dyn = compare(res.kinematic_grid, truth, **kw), compare(res.dynamical.S, truth, **kw)
+    assert dyn.phase_rms_rad <= 0.12, dyn
+    assert dyn.phase_rms_rad * 3 <= kin.phase_rms_rad, (kin.phase_rms_rad, dyn.phase_rms_rad)
+    assert dyn.amplitude_rel_error < kin.amplitude_rel_error
+    assert res.kinematic_grid.shape == tiny_au.truth.shape
+    assert set(res.timings) >= {"phasing", "dynamical", "total", "peak_rss_mib"}
+    assert res.dynamical.epochs == len(res.dynamical.history.records) <= 40
+
+
+def test_support_from_amplitude_finds_half_height_edge():
+    # A 10³ box blurred by σ = 0.7 voxel (a reconstruction's edge) with one hot voxel: 0.4–0.5 of the
+    # interior level must give back the box to within the one-voxel shell, 10 % of the max would not
+    # (the hot voxel sets the max).
+    box = np.zeros((24, 24, 24))
+    box[7:17, 7:17, 7:17] = 1.0
+    amp = ndimage.gaussian_filter(box, 0.7)
+    amp[12, 12, 12] = 5.0
+    for level in (0.4, 0.5):
+        sup = support_from_amplitude(amp, level)
+        assert (sup & (box > 0)).sum() >= 0.97 * box.sum()
+        assert (sup & ~ndimage.binary_dilation(box > 0)).sum() == 0
+    with pytest.raises(ValueError, match="level"):
+        support_from_amplitude(amp, 1.5)
+    with pytest.raises(ValueError, match="positive maximum"):
+        support_from_amplitude(np.zeros((4, 4, 4)))
+
+
+def test_start_object_support_phase_and_wrap_limit():
+    shape, spacing = (16, 16, 16), (1e-8,) * 3
+    z, y, x = np.indices(shape)
+    kin = np.zeros(shape, complex)
+    inside = (abs(z - 8) < 3) & (abs(y - 8) < 3) & (abs(x - 8) < 3)
+    kin[inside] = np.exp(1j * 0.1 * x[inside])
+    k0, kh = (0.0, 0.0, 1.0), (0.5, 0.0, 1.0)  # kh drifts half a voxel in x per voxel in z
+    flat = start_object(kin, spacing, k0, kh, StartConfig(phase="flat", twin_epochs=0))
+    np.testing.assert_array_equal(flat != 0, inside)
+    np.testing.assert_allclose(np.abs(flat[inside]), 1.0)
+    phased = start_object(kin, spacing, k0, kh, StartConfig(phase="kinematic"))
+    np.testing.assert_allclose(np.angle(phased[inside] * np.conj(kin[inside])), 0.0, atol=1e-9)
+    # dilation is cut back where the drifting wave would wrap: dilating the 5-voxel cube by n gives
+    # a (5 + 2n)-wide, (5 + 2n)-deep support that needs (5 + 2n) + ⌈(5 + 2n)/2⌉ of the 16 columns:
+    # n = 2 → 14 fits, n = 3 → 17 does not, so dilate_vox=4 must stop at 2
+    grown = start_object(kin, spacing, k0, kh, StartConfig(phase="flat", dilate_vox=4))
+    np.testing.assert_array_equal(grown != 0, ndimage.binary_dilation(inside, iterations=2))
+    wide = np.zeros(shape, complex)
+    wide[2:14, 4:12, 1:15] = 1
+    with pytest.raises(ValueError, match="wrap"):
+        start_object(wide, spacing, k0, kh)
+
+
+def test_kinematic_on_grid_rejects_other_shape(tiny_au):
+    n = tiny_au.intensity.shape
+    bad = PhasingResult(obj=np.ones((n[0] + 1, *n[1:]), complex), support=np.ones((n[0] + 1, *n[1:]), bool),
+                        error=np.zeros(1), final_error=0.0, llk=0.0, recipe="", seeds=(0,), start_errors=(0.0,))
+    with pytest.raises(ValueError, match="differs from the data shape"):
+        kinematic_on_grid(tiny_au, bad)
+    # without a truth the grid depth follows the phasing support (even, margin 4 voxels each side)
+    good = dataclasses.replace(bad, obj=np.zeros(n, complex), support=np.zeros(n, bool))
+    good.obj[n[0] // 2 - 3:n[0] // 2 + 3, 12:20, 12:20] = 1
+    good.support[good.obj != 0] = True
+    grid = kinematic_on_grid(dataclasses.replace(tiny_au, truth=None), good)
+    assert grid.shape[1:] == n[1:] and grid.shape[0] % 2 == 0 and np.abs(grid).max() > 0.5

@@ -47,6 +47,10 @@ def _unit(v: Any, name: str) -> np.ndarray:
     if a.shape != (3,) or not np.all(np.isfinite(a)) or np.linalg.norm(a) == 0:
         raise ValueError(f"{name} must be a finite non-zero 3-vector (x, y, z), got {v!r}")
     a = a / np.linalg.norm(a)
+    # Transverse components at rounding level (frame rotations leave ~1e-17) mean "along ẑ": zero them
+    # so that kh ∥ ẑ is recognised (no drift FFTs for Eh, the hand-written Strang adjoint). A slope of
+    # 1e-12 shifts a beam by 1e-17 m across a 10 µm crystal.
+    a[:2][np.abs(a[:2]) < 1e-12] = 0.0
     if a[2] <= 0:
         raise ValueError(f"{name} must travel forward in z (z component > 0), got {v!r}")
     return a

@@ -83,16 +83,10 @@ def prepare_out_dir(path: Path, overwrite: bool) -> Path:
 
 def simulate(options: DemoOptions) -> Dataset:
     """The demo dataset: the preset at the requested size, with kinematic stacks for Fig. 2b."""
-    from dynbcdi.simulate import preset, resize, simulate_dataset
-    from dynbcdi.simulate.presets import CPU_SIZES
-    from dynbcdi.simulate.scan import fit_z_sampling
+    from dynbcdi.simulate import simulate_dataset
+    from dynbcdi.simulate.presets import sized_preset
 
-    size = options.size
-    if size is None and options.device == "cpu":
-        size = CPU_SIZES.get(options.preset)
-    config = preset(options.preset)
-    if size is not None:  # same field of view, coarser voxels: refine dz so the rocking range stays unaliased
-        config = fit_z_sampling(resize(config, size))
+    config = sized_preset(options.preset, options.size, options.device)
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, kinematic=True,
                                                                    refraction_kinematic=True))
     return simulate_dataset(config, device=options.device, progress=options.progress)
@@ -130,6 +124,8 @@ class _ProgressBars:
             self._phase = tqdm(total=info.n_iterations * info.n_starts, desc="kinematic HIO/ER", unit="it")
         self._phase.update(info.start * info.n_iterations + info.iteration - self._phase.n)
         self._phase.set_postfix(start=f"{info.start + 1}/{info.n_starts}", error=f"{info.error:.3g}")
+        if self._phase.n >= self._phase.total:  # done: close before the dynamical stage logs its start choice
+            self._phase.close()
 
     def epoch(self, record) -> None:
         if not self.enabled:

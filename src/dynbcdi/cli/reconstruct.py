@@ -21,7 +21,8 @@ import numpy as np
 from tqdm import tqdm
 
 from dynbcdi.distributed import Communicator, SingleProcess, init_distributed
-from dynbcdi.reconstruct import ReconstructionConfig, ReconstructionResult, load_config, reconstruct
+from dynbcdi.reconstruct import (ReconstructionConfig, ReconstructionResult, choose_start, default_config, load_config,
+                                 reconstruct)
 
 RESULT_NAME = "reconstruction.cxi"
 HISTORY_CSV = "history.csv"
@@ -42,6 +43,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "when its shape equals the data shape, else grid")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--config", help="TOML configuration (see dynbcdi.reconstruct.config)")
+    parser.add_argument("--start", choices=("select", "as-is"), default="select",
+                        help="select: build candidate starts from the kinematic init (support thresholds, "
+                             "twin, convex hull) and keep the one with the lowest loss after a few trial "
+                             "epochs (dynbcdi.reconstruct.choose_start; default); as-is: start from the "
+                             "init object itself")
     parser.add_argument("--model", choices=("tte", "kinematic"), default="tte", help="forward model")
     parser.add_argument("--polarization", default="sigma", help="sigma, pi or an explicit factor C")
     parser.add_argument("--grid-z", type=int, help="number of z planes of the grid (default: from the init)")
@@ -57,7 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _config(args: argparse.Namespace) -> ReconstructionConfig:
-    cfg = load_config(args.config) if args.config else ReconstructionConfig()
+    cfg = load_config(args.config) if args.config else default_config()
     if args.device:
         cfg = cfg.replace(device=args.device)
     if args.epochs is not None:
@@ -139,6 +145,8 @@ def _run(args: argparse.Namespace, cfg: ReconstructionConfig, comm: Communicator
     dataset = load_dataset(args.dataset)
     init = _initial_object(args, dataset)
     model = _forward_model(args, dataset)
+    if args.start == "select" and not args.resume:  # deterministic: every rank picks the same start
+        init = choose_start(dataset, init, cfg, model=model)
     if comm.is_main:
         out.mkdir(parents=True, exist_ok=True)
     with tqdm(total=cfg.epochs, unit="epoch", desc="reconstruct", disable=not comm.is_main) as bar:

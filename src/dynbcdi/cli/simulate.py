@@ -57,22 +57,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def _config(args: argparse.Namespace):
     from dynbcdi.simulate.config import load_config
-    from dynbcdi.simulate.presets import CPU_SIZES, preset, resize
+    from dynbcdi.simulate.presets import CPU_SIZES, resize, sized_preset
     from dynbcdi.simulate.scan import fit_z_sampling
 
-    size = args.size
     if args.preset:
-        if size is None and not str(args.device).startswith("cuda"):
-            size = CPU_SIZES[args.preset]
-            print(f"CPU run: {args.preset} reduced to {size} points per direction (--size to change)")
-        config = preset(args.preset)
+        if args.size is None and not str(args.device).startswith("cuda"):
+            print(f"CPU run: {args.preset} reduced to {CPU_SIZES[args.preset]} points per direction (--size to change)")
+        config = sized_preset(args.preset, args.size, args.device)
     else:
         config = load_config(args.config)
-    if size is not None:
-        # coarser transverse voxels would give a dz too coarse for the rocking range: refine z
-        config = fit_z_sampling(resize(config, size))
-        dz = f", dz = {config.grid.dz_m * 1e9:.2f} nm" if config.grid.dz_m else ""
-        print(f"grid: {config.grid.nz} × {config.geometry.detector_shape[0]} × {config.geometry.detector_shape[1]}{dz}")
+        if args.size is not None:
+            config = fit_z_sampling(resize(config, args.size))
+    dz = f", dz = {config.grid.dz_m * 1e9:.2f} nm" if config.grid.dz_m else ""
+    print(f"grid: {config.grid.nz} × {config.geometry.detector_shape[0]} × {config.geometry.detector_shape[1]}{dz}")
     noise = config.noise
     if args.total_photons is not None or args.peak_photons is not None:
         noise = dataclasses.replace(noise, total_photons=args.total_photons, peak_photons=args.peak_photons)

@@ -8,15 +8,15 @@ from dynbcdi.reconstruct.config import (LossConfig, OptimizerConfig, Reconstruct
                                         StoppingConfig, config_from_dict, load_config)
 from dynbcdi.reconstruct.loss import amplitude_loss, atv, poisson_loss
 from dynbcdi.reconstruct.optimizer import EpochRecord, History, ReconstructionResult, reconstruct
-from dynbcdi.reconstruct.parameters import (CrystalParameters, start_from_kinematic, start_losses, twin_object,
-                                            unwrapped_phase)
-from dynbcdi.reconstruct.pipeline import (PipelineResult, StartConfig, default_config, dynamical_from_kinematic,
-                                          kinematic_on_grid, run_pipeline, start_object, support_from_amplitude)
+from dynbcdi.reconstruct.parameters import CrystalParameters, twin_object, unwrapped_phase
+from dynbcdi.reconstruct.pipeline import (PipelineResult, StartConfig, choose_start, default_config,
+                                          dynamical_from_kinematic, kinematic_on_grid, run_pipeline, start_object,
+                                          support_from_amplitude)
 
 __all__ = [
     "CrystalParameters", "EpochRecord", "History", "LossConfig", "OptimizerConfig", "PipelineResult",
     "ReconstructionConfig", "ReconstructionResult", "ShrinkWrapConfig", "StartConfig", "StoppingConfig",
-    "amplitude_loss", "atv", "config_from_dict", "default_config", "dynamical_from_kinematic",
-    "kinematic_on_grid", "load_config", "poisson_loss", "reconstruct", "run_pipeline", "start_from_kinematic",
-    "start_losses", "start_object", "support_from_amplitude", "twin_object", "unwrapped_phase",
+    "amplitude_loss", "atv", "choose_start", "config_from_dict", "default_config", "dynamical_from_kinematic",
+    "kinematic_on_grid", "load_config", "poisson_loss", "reconstruct", "run_pipeline",
+    "start_object", "support_from_amplitude", "twin_object", "unwrapped_phase",
 ]

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
-from skimage.morphology import convex_hull_image
 from skimage.restoration import unwrap_phase
 
 from dynbcdi.distributed.comm import Communicator, SingleProcess
@@ -100,28 +98,6 @@ def unwrapped_phase(init: np.ndarray, support: np.ndarray) -> np.ndarray:
     return np.where(support, np.ma.getdata(unwrapped), 0.0)
 
 
-def start_from_kinematic(obj: np.ndarray, threshold: float = 0.1, hull: bool = True,
-                         keep_phase: bool = True) -> np.ndarray:
-    """Truth-free starting object from a kinematic result already on the grid frame.
-
-    obj : (Z, Y, X) complex (e.g. ``dynbcdi.phasing.detector_to_grid`` of a phasing result).
-    The support |obj| > threshold·max|obj| is replaced by its convex hull (``hull``): the kinematic
-    reconstruction of a crystal thicker than the extinction length loses the far side of the crystal,
-    and shrink-wrap can only tighten a support, so the start must enclose the crystal. Returns
-    (Z, Y, X) complex with amplitude 1 on that support and the kinematic phase, unwrapped on the
-    kinematic support and extended into the rest by nearest neighbours; with ``keep_phase=False`` the
-    phase is 0 (at 64³ this flat start reached 0.15 rad after 50 epochs where the kinematic phase
-    stalled at 0.64 rad: benchmarks/RESULTS.md).
-    """
-    sup = initial_support(obj, threshold)
-    region = convex_hull_image(sup) if hull else sup
-    if not keep_phase:
-        return region.astype(np.complex128)
-    phase = unwrapped_phase(obj, sup)
-    nearest = ndimage.distance_transform_edt(~sup, return_distances=False, return_indices=True)
-    return np.where(region, np.exp(1j * phase[tuple(nearest)]), 0)
-
-
 def twin_object(obj: np.ndarray) -> np.ndarray:
     """conj(obj(−r)) about index N//2 of every axis: same kinematic pattern, different TTE pattern."""
     shifts = tuple(1 - n % 2 for n in obj.shape)
@@ -171,25 +147,3 @@ def estimate_log_scale(model: ForwardFn, params: CrystalParameters, dq: torch.Te
     if not np.isfinite(model_sum) or model_sum <= 0:
         raise ValueError(f"initial object gives model intensity {model_sum} on the valid pixels")
     return float(np.log(data_sum / model_sum))
-
-
-@torch.no_grad()
-def start_losses(model: ForwardFn, candidates: list[np.ndarray], intensity: np.ndarray, valid: np.ndarray,
-                 dq: np.ndarray, chunk_size: int = 16, device: str = "cpu") -> list[float]:
-    """Amplitude loss of each candidate start at its best-fitting scale (truth-free choice of a twin).
-
-    candidates : (Z, Y, X) complex objects; intensity : (N, R, C); valid : (R, C) or (N, R, C) bool;
-    dq : (N, 3) rad/m. The scale is Σ_valid I / Σ_valid D. Returns one loss per candidate.
-    """
-    from dynbcdi.reconstruct.loss import amplitude_loss
-
-    I = torch.as_tensor(intensity, dtype=torch.float32, device=device)
-    m = torch.as_tensor(valid, device=device).expand(I.shape)
-    dq_t = torch.as_tensor(dq, dtype=torch.float64, device=device)
-    losses = []
-    for obj in candidates:
-        S = torch.as_tensor(obj, dtype=torch.complex64, device=device)
-        D = torch.cat([model(S, dq_t[i:i + chunk_size]) for i in range(0, dq_t.shape[0], chunk_size)])
-        scale = (I * m).sum() / (D * m).sum()
-        losses.append(float(amplitude_loss(scale * D, I, m).mean()))
-    return losses

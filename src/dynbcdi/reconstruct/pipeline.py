@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "PipelineResult",
     "StartConfig",
+    "choose_start",
     "default_config",
     "dynamical_from_kinematic",
     "kinematic_on_grid",
@@ -258,15 +259,25 @@ def dynamical_from_kinematic(dataset: Any, kinematic_grid: np.ndarray, config: R
     """
     config = config or default_config()
     model = model or _model(dataset)
+    init = choose_start(dataset, kinematic_grid, config, model=model, start=start)
+    return reconstruct(dataset.intensity, dataset.valid, dataset.geometry.dq_grid(), model, init, config,
+                       checkpoint_dir=checkpoint_dir, progress=progress, callback=callback)
+
+
+def choose_start(dataset: Any, kinematic_grid: np.ndarray, config: ReconstructionConfig, *, model: Any,
+                 start: StartConfig | None = None) -> np.ndarray:
+    """The dynamical start built from the kinematic result, (Z, Y, X) complex (truth-free).
+
+    With ``start.twin_epochs`` > 0 every candidate of :func:`_candidates` gets that many trial epochs
+    of ``config`` with ``model`` and the lowest loss wins; otherwise the single start of ``start``.
+    """
     k0, kh = dataset.geometry.beam_directions_grid()
     start = start or StartConfig()
     kin = np.asarray(kinematic_grid)
-    data = (dataset.intensity, dataset.valid, dataset.geometry.dq_grid(), model)
     if not start.twin_epochs:
-        init = start_object(kin, dataset.spacing_m, k0, kh, start)
-    else:
-        init = _best_start(data, _candidates(kin, dataset.spacing_m, k0, kh, start), config, start.twin_epochs)
-    return reconstruct(*data, init, config, checkpoint_dir=checkpoint_dir, progress=progress, callback=callback)
+        return start_object(kin, dataset.spacing_m, k0, kh, start)
+    data = (dataset.intensity, dataset.valid, dataset.geometry.dq_grid(), model)
+    return _best_start(data, _candidates(kin, dataset.spacing_m, k0, kh, start), config, start.twin_epochs)
 
 
 def _candidates(kin: np.ndarray, spacing_m: Any, k0: np.ndarray, kh: np.ndarray, start: StartConfig
@@ -294,8 +305,10 @@ def _best_start(data: tuple, candidates: list[np.ndarray], config: Reconstructio
     support that does not match the crystal leaves a loss several times higher. The trial results
     are not kept (their learning-rate schedules would leak into the main run)."""
     trial = config.replace(epochs=epochs, checkpoint_every=epochs)
-    losses = [float(np.mean(reconstruct(*data, c, trial).history.loss[-3:])) for c in candidates]
-    log.info("start choice: trial losses %s", np.round(losses, 6).tolist())
+    losses = []
+    for k, candidate in enumerate(candidates):
+        losses.append(float(np.mean(reconstruct(*data, candidate, trial).history.loss[-3:])))
+        log.info("start candidate %d/%d: loss %.4g after %d trial epochs", k + 1, len(candidates), losses[-1], epochs)
     return candidates[int(np.argmin(losses))]
 
 

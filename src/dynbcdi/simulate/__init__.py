@@ -8,7 +8,8 @@
 """
 
 from dynbcdi.simulate.config import SimulationConfig, load_config
-from dynbcdi.simulate.presets import PRESETS, preset, resize
+from dynbcdi.simulate.presets import PRESETS, preset, resize, sized_preset
 from dynbcdi.simulate.scan import rocking_curve, simulate_dataset
 
-__all__ = ["PRESETS", "SimulationConfig", "load_config", "preset", "resize", "rocking_curve", "simulate_dataset"]
+__all__ = ["PRESETS", "SimulationConfig", "load_config", "preset", "resize", "rocking_curve", "simulate_dataset",
+           "sized_preset"]

@@ -88,6 +88,18 @@ def preset(name: str, size: int | None = None) -> SimulationConfig:
     return config if size is None else resize(config, size)
 
 
+def sized_preset(name: str, size: int | None = None, device: str = "cpu") -> SimulationConfig:
+    """The named preset ready to simulate on ``device``: at ``size`` points per direction (default: its
+    CPU size on a CPU, its full size on a GPU), dz refined only where the reduced size would alias
+    the rocking range (:func:`dynbcdi.simulate.scan.fit_z_sampling`)."""
+    from dynbcdi.simulate.scan import fit_z_sampling
+
+    if size is None and not str(device).startswith("cuda"):
+        size = CPU_SIZES[name]
+    config = preset(name)
+    return config if size is None else fit_z_sampling(resize(config, size))
+
+
 def resize(config: SimulationConfig, size: int) -> SimulationConfig:
     """Same scan with ``size`` points along the detector columns (others scaled alike), same field of view.
 

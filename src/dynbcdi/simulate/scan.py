@@ -95,10 +95,11 @@ def _check_nyquist(geometry: BraggGeometry, frame: GridFrame, spacing_m: tuple[f
 
 
 def fit_z_sampling(config: SimulationConfig, fraction: float = 0.8) -> SimulationConfig:
-    """``config`` with dz reduced (and nz raised, same z extent) so that max |Δq_z| dz <= fraction·π.
+    """``config`` with dz reduced (and nz raised, same z extent) to max |Δq_z| dz = fraction·π.
 
-    Unchanged when dz is already fine enough. Used for reduced-size runs of the presets, whose
-    coarse transverse voxels would otherwise set a too coarse dz.
+    Unchanged when the rocking range is already unaliased (max |Δq_z| dz <= π), so a preset at its
+    designed size stays exactly as designed. Used for reduced-size runs of the presets, whose coarse
+    transverse voxels would otherwise set a too coarse dz; ``fraction`` keeps a margin below π.
     """
     from dynbcdi.materials import reflection_constants
 
@@ -109,7 +110,7 @@ def fit_z_sampling(config: SimulationConfig, fraction: float = 0.8) -> Simulatio
     frame = geometry.grid_frame()
     dz = config.grid.dz_m or geometry.transverse_spacing_m()[1]
     qz = float(np.abs(geometry.dq_grid(frame)[:, 2]).max())
-    if qz * dz <= fraction * np.pi:
+    if qz * dz <= np.pi:
         return config
     new_dz = fraction * np.pi / qz
     nz = int(math.ceil(config.grid.nz * dz / new_dz))

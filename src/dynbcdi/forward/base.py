@@ -9,6 +9,7 @@ components ``(x, y, z)``) to exit waves ``Eh`` on the last z-plane and to far-fi
 from __future__ import annotations
 
 import abc
+from typing import Any
 
 import torch
 
@@ -49,3 +50,18 @@ class ForwardModel(torch.nn.Module, abc.ABC):
     def forward(self, S: torch.Tensor, dq: torch.Tensor) -> torch.Tensor:
         """Far-field patterns ``|F⊥ Eh|²``: ``(B, Y, X)`` real, fftshifted, no intensity scale."""
         return far_field_intensity(self.exit_waves(S, dq))
+
+
+class TwoBeamModel(ForwardModel):
+    """A forward model built from the two-beam constants; the constructor of every subclass takes
+    ``(spacing_m, wavelength_m, k0_dir, kh_dir, chi0, chih, chihbar, polarization, **options)``."""
+
+    @classmethod
+    def from_geometry(cls, geometry: Any, reflection: Any, spacing_m: Any, polarization: str | float = "sigma",
+                      frame: Any = None, **kw: Any) -> "TwoBeamModel":
+        """Build from a ``BraggGeometry`` and ``ReflectionConstants`` (docs/CONVENTIONS.md): beam
+        directions in ``frame`` (default the geometry's grid frame), λ, χ0, χh, χh̄ and the polarization
+        factor of ``polarization`` ("sigma", "pi" or C); ``kw`` are the model's options."""
+        k0, kh = geometry.beam_directions_grid(frame)
+        return cls(spacing_m, reflection.wavelength_m, k0, kh, reflection.chi0, reflection.chih,
+                   reflection.chihbar, reflection.polarization(polarization), **kw)

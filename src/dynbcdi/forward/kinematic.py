@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .base import ForwardModel
+from .base import TwoBeamModel
 from .tte import TTEModel, _check_inputs, _unit
 
 __all__ = ["KinematicModel", "RefractionKinematicModel", "kinematic_exit_waves"]
@@ -55,7 +55,7 @@ def kinematic_exit_waves(S: torch.Tensor, spacing: Any, wavelength: float, kh_di
     return Eh * torch.exp(1j * pxy).to(S.dtype)
 
 
-class KinematicModel(ForwardModel):
+class KinematicModel(TwoBeamModel):
     """Kinematic model with the TTEModel constructor (unused arguments are accepted for symmetry).
 
     ``voxel_form_factor`` (default False): multiply by sinc(Δq_z dz/2), see the module doc.
@@ -67,14 +67,6 @@ class KinematicModel(ForwardModel):
         super().__init__()
         self._tte = TTEModel(spacing_m, wavelength_m, k0_dir, kh_dir, chi0, chih, chihbar, polarization)
         self.voxel_form_factor = bool(voxel_form_factor)
-
-    @classmethod
-    def from_geometry(cls, geometry: Any, reflection: Any, spacing_m: Any, polarization: str | float = "sigma",
-                      frame: Any = None, **kw: Any) -> "KinematicModel":
-        """Build from a ``BraggGeometry`` and ``ReflectionConstants`` (docs/CONVENTIONS.md)."""
-        k0, kh = geometry.beam_directions_grid(frame)
-        return cls(spacing_m, reflection.wavelength_m, k0, kh, reflection.chi0, reflection.chih,
-                   reflection.chihbar, reflection.polarization(polarization), **kw)
 
     def exit_waves(self, S: torch.Tensor, dq: torch.Tensor) -> torch.Tensor:
         """Kinematic ``Eh`` (B, Y, X) complex; S (Z, Y, X) complex, dq (B, 3) rad/m."""

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .base import ForwardModel
+from .base import TwoBeamModel
 from .integrators import (Coefficients, Drift, StrangAdjoint, fourier_mul, prepare_operators, rk4_steps,
                           strang_steps)
 
@@ -321,7 +321,7 @@ def _exit_phase(dq: torch.Tensor, shape: tuple[int, int], sp: tuple[float, float
     return py[:, :, None] * px[:, None, :]
 
 
-class TTEModel(ForwardModel):
+class TTEModel(TwoBeamModel):
     """Takagi–Taupin forward model (see :func:`exit_waves` for the physics and arguments).
 
     ``spacing_m`` (dz, dy, dx) m; ``wavelength_m`` m; ``k0_dir``, ``kh_dir`` grid-frame (x, y, z)
@@ -342,14 +342,6 @@ class TTEModel(ForwardModel):
         self.chi0, self.chih, self.chihbar = complex(chi0), complex(chih), complex(chihbar)
         self.polarization = float(polarization)
         self.integrator, self.substeps, self.options = integrator, int(substeps), dict(options)
-
-    @classmethod
-    def from_geometry(cls, geometry: Any, reflection: Any, spacing_m: Any, polarization: str | float = "sigma",
-                      frame: Any = None, **kw: Any) -> "TTEModel":
-        """Build from a ``BraggGeometry`` and ``ReflectionConstants`` (docs/CONVENTIONS.md)."""
-        k0, kh = geometry.beam_directions_grid(frame)
-        return cls(spacing_m, reflection.wavelength_m, k0, kh, reflection.chi0, reflection.chih,
-                   reflection.chihbar, reflection.polarization(polarization), **kw)
 
     def _kwargs(self) -> dict[str, Any]:
         return dict(spacing=self.spacing_m, wavelength=self.wavelength_m, k0_dir=self.k0_dir,

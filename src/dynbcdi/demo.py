@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dynbcdi.analysis import ComparisonMetrics, align_to, compare, strain_analysis
+from dynbcdi.analysis import ComparisonMetrics, align_to, metrics_of, strain_analysis
 from dynbcdi.io import save_dataset, save_result, write_vti
 from dynbcdi.io.dataset import Dataset
 
@@ -146,14 +146,15 @@ class _ProgressBars:
 def evaluate(dataset: Dataset, objects: dict[str, np.ndarray]) -> tuple[dict[str, ComparisonMetrics], dict]:
     """Metrics of each reconstruction against the truth, and the objects aligned onto it.
 
-    Alignment (sub-voxel translation, twin, global phase) is the one of
-    :func:`dynbcdi.analysis.compare`; no phase ramp is removed, so refraction ramps count as error.
+    Alignment (sub-voxel translation, twin, global phase) is done once per object and shared by the
+    metrics (as in :func:`dynbcdi.analysis.compare`); no phase ramp is removed, so refraction ramps
+    count as error.
     """
     truth, support = dataset.truth, true_support(dataset)
     kw = dict(h_norm=dataset.reflection.h_norm, spacing_m=dataset.spacing_m, h_dir_grid=h_direction(dataset))
-    metrics = {label: compare(obj, truth, support, **kw) for label, obj in objects.items()}
-    aligned = {label: align_to(obj, truth, support=support).obj for label, obj in objects.items()}
-    return metrics, aligned
+    alignments = {label: align_to(obj, truth, support=support) for label, obj in objects.items()}
+    metrics = {label: metrics_of(al, truth, support, **kw) for label, al in alignments.items()}
+    return metrics, {label: al.obj for label, al in alignments.items()}
 
 
 def h_direction(dataset: Dataset) -> np.ndarray:

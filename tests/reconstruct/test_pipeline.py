@@ -16,7 +16,7 @@ from dynbcdi.reconstruct import (
     kinematic_on_grid,
     run_pipeline,
     start_object,
-    support_from_amplitude,
+    interior_level_support,
 )
 
 
@@ -64,7 +64,7 @@ def test_pipeline_beats_kinematic_truth_free(tiny_au):
     assert res.dynamical.epochs == len(res.dynamical.history.records) <= 40
 
 
-def test_support_from_amplitude_finds_half_height_edge():
+def test_interior_level_support_finds_half_height_edge():
     # A 10³ box blurred by σ = 0.7 voxel (a reconstruction's edge) with one hot voxel: 0.4–0.5 of the
     # interior level must give back the box to within the one-voxel shell, 10 % of the max would not
     # (the hot voxel sets the max).
@@ -73,13 +73,13 @@ def test_support_from_amplitude_finds_half_height_edge():
     amp = ndimage.gaussian_filter(box, 0.7)
     amp[12, 12, 12] = 5.0
     for level in (0.4, 0.5):
-        sup = support_from_amplitude(amp, level)
+        sup = interior_level_support(amp, level)
         assert (sup & (box > 0)).sum() >= 0.97 * box.sum()
         assert (sup & ~ndimage.binary_dilation(box > 0)).sum() == 0
     with pytest.raises(ValueError, match="level"):
-        support_from_amplitude(amp, 1.5)
+        interior_level_support(amp, 1.5)
     with pytest.raises(ValueError, match="positive maximum"):
-        support_from_amplitude(np.zeros((4, 4, 4)))
+        interior_level_support(np.zeros((4, 4, 4)))
 
 
 def test_start_object_support_phase_and_wrap_limit():

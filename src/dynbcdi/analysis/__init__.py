@@ -1,6 +1,7 @@
 """Analysis of reconstructions: displacement, strain, supports, alignment and error metrics."""
 
-from dynbcdi.analysis.metrics import AlignmentResult, ComparisonMetrics, align_to, compare, fourier_shift, twin
+from dynbcdi.analysis.metrics import (AlignmentResult, ComparisonMetrics, align_to, compare, fourier_shift, metrics_of,
+                                     twin)
 from dynbcdi.analysis.strain import (
     PhaseRamp,
     StrainResult,
@@ -23,6 +24,7 @@ __all__ = [
     "displacement",
     "fourier_shift",
     "isosurface",
+    "metrics_of",
     "remove_phase_ramp",
     "strain",
     "strain_analysis",

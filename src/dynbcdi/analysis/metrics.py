@@ -173,6 +173,15 @@ def compare(
             raise ValueError(f"obj {obj.shape} and truth {truth.shape} must have equal shape")
         offset = float(np.angle(np.sum(obj[support] * np.conj(truth[support]))))
         al = AlignmentResult(obj * np.exp(-1j * offset), np.zeros(3), False, offset, float("nan"))
+    return metrics_of(al, truth, support, h_norm, spacing_m, h_dir_grid, remove_ramp)
+
+
+def metrics_of(al: AlignmentResult, truth: np.ndarray, support: np.ndarray, h_norm: float, spacing_m,
+               h_dir_grid, remove_ramp: bool = False) -> ComparisonMetrics:
+    """The metrics of :func:`compare` for an object already aligned onto ``truth`` (``al`` from
+    :func:`align_to`), so a caller that also needs the aligned object aligns only once."""
+    truth = np.asarray(truth)
+    support = check_support(support, truth.shape)
     dphi = unwrap_phase(np.angle(al.obj * np.conj(truth)), support)
     ramp = None
     if remove_ramp:

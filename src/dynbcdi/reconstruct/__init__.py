@@ -11,12 +11,12 @@ from dynbcdi.reconstruct.optimizer import EpochRecord, History, ReconstructionRe
 from dynbcdi.reconstruct.parameters import CrystalParameters, twin_object, unwrapped_phase
 from dynbcdi.reconstruct.pipeline import (PipelineResult, StartConfig, choose_start, default_config,
                                           dynamical_from_kinematic, kinematic_on_grid, run_pipeline, start_object,
-                                          support_from_amplitude)
+                                          interior_level_support)
 
 __all__ = [
     "CrystalParameters", "EpochRecord", "History", "LossConfig", "OptimizerConfig", "PipelineResult",
     "ReconstructionConfig", "ReconstructionResult", "ShrinkWrapConfig", "StartConfig", "StoppingConfig",
     "amplitude_loss", "atv", "choose_start", "config_from_dict", "default_config", "dynamical_from_kinematic",
     "kinematic_on_grid", "load_config", "poisson_loss", "reconstruct", "run_pipeline",
-    "start_object", "support_from_amplitude", "twin_object", "unwrapped_phase",
+    "interior_level_support", "start_object", "twin_object", "unwrapped_phase",
 ]

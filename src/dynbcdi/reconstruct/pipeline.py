@@ -14,7 +14,7 @@ What decides success is the start *support* (measured at 64³ on the ``au-demo``
 benchmarks/RESULTS.md): started on the true support the optimiser reaches 0.02 rad, while a support
 1 % too small or 15–30 % too large leaves it at 0.13–0.3 rad (the amplitude outside the crystal is
 not driven to zero, and shrink-wrap can only shrink). The support is therefore taken at 0.4 of the
-kinematic *interior* amplitude level (:func:`support_from_amplitude`), which encloses the crystal
+kinematic *interior* amplitude level (:func:`interior_level_support`), which encloses the crystal
 with a thin margin, instead of a fraction of the maximum.
 """
 
@@ -65,7 +65,7 @@ __all__ = [
     "kinematic_on_grid",
     "run_pipeline",
     "start_object",
-    "support_from_amplitude",
+    "interior_level_support",
 ]
 
 
@@ -74,7 +74,7 @@ class StartConfig:
     """How the dynamical start is built from the kinematic result on the grid (truth-free).
 
     threshold: the kinematic support is |obj| > threshold × interior level
-        (:func:`support_from_amplitude`); 0.4 encloses the crystal (at 64³ au-demo: 0 voxels missed,
+        (:func:`interior_level_support`); 0.4 encloses the crystal (at 64³ au-demo: 0 voxels missed,
         1.4 % extra), which matters more than anything else: 0.45 (a few voxels missed) gave
         0.059 rad, 0.5 gave 0.15 rad, 10 % of the maximum (16 % extra) 0.13 rad.
     extra_thresholds: further thresholds tried as candidate starts (with ``twin_epochs`` > 0): the
@@ -159,7 +159,7 @@ def kinematic_on_grid(dataset: Any, phasing: PhasingResult) -> np.ndarray:
     return np.where(support, obj, 0)
 
 
-def support_from_amplitude(amp: np.ndarray, level: float = 0.5) -> np.ndarray:
+def interior_level_support(amp: np.ndarray, level: float = 0.5) -> np.ndarray:
     """Support where ``amp`` exceeds ``level`` × its interior level, (Z, Y, X) bool.
 
     The interior level is the 90th percentile of ``amp`` over the voxels above 10 % of its maximum:
@@ -208,7 +208,7 @@ def start_object(kinematic_grid: np.ndarray, spacing_m: Any, k0_dir: Any, kh_dir
     kinematic_grid = np.asarray(kinematic_grid)
     if kinematic_grid.ndim != 3 or not np.abs(kinematic_grid).any():
         raise ValueError(f"kinematic_grid must be a non-zero (Z, Y, X) array, got shape {kinematic_grid.shape}")
-    support = support_from_amplitude(np.abs(kinematic_grid), start.threshold)
+    support = interior_level_support(np.abs(kinematic_grid), start.threshold)
     region = convex_hull_image(support) if start.hull else support
     if not _fits(region, spacing_m, k0_dir, kh_dir):
         raise ValueError("the kinematic support is too wide for the periodic TTE box "

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from skimage.restoration import unwrap_phase
 
+from dynbcdi.analysis import unwrap_phase
 from dynbcdi.distributed.comm import Communicator, SingleProcess
 from dynbcdi.distributed.parallel import reduce_sums
 
@@ -93,9 +93,7 @@ def unwrapped_phase(init: np.ndarray, support: np.ndarray) -> np.ndarray:
     init : (Z, Y, X) complex; support : (Z, Y, X) bool. The 2π·k offset of the result is arbitrary
     and harmless (the diffraction pattern does not depend on it).
     """
-    wrapped = np.ma.masked_array(np.angle(init), mask=~support)
-    unwrapped = unwrap_phase(wrapped)
-    return np.where(support, np.ma.getdata(unwrapped), 0.0)
+    return np.where(support, unwrap_phase(np.angle(init), support), 0.0)
 
 
 def twin_object(obj: np.ndarray) -> np.ndarray:

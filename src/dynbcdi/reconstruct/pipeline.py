@@ -33,6 +33,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.morphology import convex_hull_image
 
+from dynbcdi.analysis import remove_phase_ramp
 from dynbcdi.forward.tte import TTEModel, min_transverse_width
 from dynbcdi.phasing import (
     PhasingResult,
@@ -52,7 +53,7 @@ from dynbcdi.reconstruct.optimizer import (
     ReconstructionResult,
     reconstruct,
 )
-from dynbcdi.reconstruct.parameters import twin_object
+from dynbcdi.reconstruct.parameters import twin_object, unwrapped_phase
 
 log = logging.getLogger(__name__)
 
@@ -184,16 +185,8 @@ def _fits(support: np.ndarray, spacing_m: Any, k0: np.ndarray, kh: np.ndarray) -
 
 def _unwrapped_phase(obj: np.ndarray, support: np.ndarray, remove_ramp: bool) -> np.ndarray:
     """Unwrapped phase of ``obj`` on ``support`` (rad), (Z, Y, X), optionally minus its least-squares plane."""
-    from dynbcdi.reconstruct.parameters import unwrapped_phase
-
     phase = unwrapped_phase(obj, support)
-    if not remove_ramp:
-        return phase
-    idx = np.nonzero(support)
-    design = np.column_stack([*(i.astype(float) for i in idx), np.ones(idx[0].size)])
-    coef, *_ = np.linalg.lstsq(design, phase[idx], rcond=None)
-    grids = np.meshgrid(*(np.arange(n, dtype=float) for n in obj.shape), indexing="ij")
-    return phase - sum(c * g for c, g in zip(coef[:3], grids)) - coef[3]
+    return remove_phase_ramp(phase, support)[0] if remove_ramp else phase
 
 
 def start_object(kinematic_grid: np.ndarray, spacing_m: Any, k0_dir: Any, kh_dir: Any,

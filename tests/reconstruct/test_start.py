@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dynbcdi.reconstruct import twin_object
+from dynbcdi.phasing import twin_image
 
 
 def test_twin_has_the_same_kinematic_pattern(problem):
     truth = problem["truth"]
-    twin = twin_object(truth)
-    assert np.array_equal(twin_object(twin), truth)
+    twin = twin_image(truth)
+    assert np.array_equal(twin_image(twin), truth)
     dq = torch.as_tensor(problem["dq"])
     d1 = problem["model"](torch.as_tensor(truth), dq)
     d2 = problem["model"](torch.as_tensor(twin), dq)

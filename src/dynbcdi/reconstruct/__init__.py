@@ -8,7 +8,7 @@ from dynbcdi.reconstruct.config import (LossConfig, OptimizerConfig, Reconstruct
                                         StoppingConfig, config_from_dict, load_config)
 from dynbcdi.reconstruct.loss import amplitude_loss, atv, poisson_loss
 from dynbcdi.reconstruct.optimizer import EpochRecord, History, ReconstructionResult, reconstruct
-from dynbcdi.reconstruct.parameters import CrystalParameters, twin_object, unwrapped_phase
+from dynbcdi.reconstruct.parameters import CrystalParameters, unwrapped_phase
 from dynbcdi.reconstruct.pipeline import (PipelineResult, StartConfig, choose_start, default_config,
                                           dynamical_from_kinematic, kinematic_on_grid, run_pipeline, start_object,
                                           interior_level_support)
@@ -18,5 +18,5 @@ __all__ = [
     "ReconstructionConfig", "ReconstructionResult", "ShrinkWrapConfig", "StartConfig", "StoppingConfig",
     "amplitude_loss", "atv", "choose_start", "config_from_dict", "default_config", "dynamical_from_kinematic",
     "kinematic_on_grid", "load_config", "poisson_loss", "reconstruct", "run_pipeline",
-    "interior_level_support", "start_object", "twin_object", "unwrapped_phase",
+    "interior_level_support", "start_object", "unwrapped_phase",
 ]

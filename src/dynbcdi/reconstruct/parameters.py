@@ -96,12 +96,6 @@ def unwrapped_phase(init: np.ndarray, support: np.ndarray) -> np.ndarray:
     return np.where(support, unwrap_phase(np.angle(init), support), 0.0)
 
 
-def twin_object(obj: np.ndarray) -> np.ndarray:
-    """conj(obj(−r)) about index N//2 of every axis: same kinematic pattern, different TTE pattern."""
-    shifts = tuple(1 - n % 2 for n in obj.shape)
-    return np.conj(np.roll(obj[::-1, ::-1, ::-1], shifts, axis=(0, 1, 2)))
-
-
 def init_parameters(init: np.ndarray, n_angles: int, support_threshold: float,
                     device: torch.device, real_dtype: torch.dtype) -> CrystalParameters:
     """Parameters from an initial complex object on the grid (kinematic result or user object).

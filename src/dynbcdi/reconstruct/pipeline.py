@@ -40,6 +40,7 @@ from dynbcdi.phasing import (
     detector_to_grid,
     grid_shape_for,
     phase_retrieval,
+    twin_image,
 )
 from dynbcdi.reconstruct.config import (
     OptimizerConfig,
@@ -53,7 +54,7 @@ from dynbcdi.reconstruct.optimizer import (
     ReconstructionResult,
     reconstruct,
 )
-from dynbcdi.reconstruct.parameters import twin_object, unwrapped_phase
+from dynbcdi.reconstruct.parameters import unwrapped_phase
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +281,7 @@ def _candidates(kin: np.ndarray, spacing_m: Any, k0: np.ndarray, kh: np.ndarray,
     out = []
     for threshold in dict.fromkeys((start.threshold, *start.extra_thresholds)):
         obj = start_object(kin, spacing_m, k0, kh, dataclasses.replace(start, threshold=threshold))
-        out += [obj, twin_object(obj)]
+        out += [obj, twin_image(obj)]
         if start.hull_flat:
             try:
                 out.append(start_object(kin, spacing_m, k0, kh, dataclasses.replace(

@@ -45,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--config", help="TOML configuration (see dynbcdi.reconstruct.config)")
     parser.add_argument("--start", choices=("select", "as-is"), default="select",
                         help="select: build candidate starts from the kinematic init (support thresholds, "
-                             "twin, convex hull) and keep the one with the lowest loss after a few trial "
+                             "twin, convex hull, half-voxel translations) and keep the one with the lowest loss after a few trial "
                              "epochs (dynbcdi.reconstruct.choose_start; default); as-is: start from the "
                              "init object itself")
     parser.add_argument("--model", choices=("tte", "kinematic"), default="tte", help="forward model")

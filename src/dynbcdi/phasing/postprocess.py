@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage
 
+from dynbcdi.analysis import fourier_shift
+
 
 def _check_pair(obj: np.ndarray, support: np.ndarray | None) -> np.ndarray:
     obj = np.asarray(obj)
@@ -55,12 +57,6 @@ def center_support(
     if subpixel:
         obj = fourier_shift(obj, shift - whole)
     return obj, support
-
-
-def fourier_shift(obj: np.ndarray, shift_vox: np.ndarray) -> np.ndarray:
-    """Translate a complex (Z, Y, X) array by a (possibly fractional) shift in voxels (periodic)."""
-    spectrum = np.fft.fftn(obj)
-    return np.fft.ifftn(scipy.ndimage.fourier_shift(spectrum, shift_vox))
 
 
 def remove_phase_offset(obj: np.ndarray, support: np.ndarray | None = None) -> np.ndarray:

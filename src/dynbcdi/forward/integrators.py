@@ -31,62 +31,82 @@ Integrators (one step of length h):
 
 from __future__ import annotations
 
+import cmath
+import math
 from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Coefficients", "Drift", "strang_steps", "rk4_steps", "FFTS_PER_STEP", "cosh_sinhc",
-           "coupling_exponential", "prepare_operators", "fourier_mul"]
+__all__ = ["Coupling", "Drift", "strang_steps", "rk4_steps", "FFTS_PER_STEP", "coupling_exponential",
+           "prepare_operators", "fourier_mul"]
 
-_SERIES_LIMIT = 0.02  # |x| below which cosh(√x), sinh(√x)/√x use their Taylor series
+_SERIES_LIMIT = 0.02  # |s²κ| below which cosh(s√κ), sinh(s√κ)/(s√κ) use their Taylor series
 
 FFTS_PER_STEP = {"strang": 2, "rk4": 8}
 """Fewest 2-D FFTs (forward + inverse) of one ``(B, Y, X)`` field per step for U; V needs as
 many again when th ≠ 0 and none when th = 0."""
 
 
-def cosh_sinhc(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(cosh(√x), sinh(√x)/√x)`` for complex ``x`` of any shape, entire in x.
+@dataclass(frozen=True)
+class Coupling:
+    """Coupling constants per unit amplitude (rad/m): ``c11 = k11·s``, ``c12 = k12·S̄``,
+    ``c21 = k21·S``, ``c22 = k22·s`` with ``S = s e^{iφ}`` (see module doc)."""
 
-    A 6-term Taylor series is used for ``|x| < 0.02`` (truncation < 1e-17) so that values and
-    gradients stay exact at ``x → 0``, where √x has an infinite derivative.
-    """
-    small = x.abs() < _SERIES_LIMIT
-    ch = 1 + x * (1 / 2 + x * (1 / 24 + x * (1 / 720 + x * (1 / 40320 + x / 3628800))))
-    sc = 1 + x * (1 / 6 + x * (1 / 120 + x * (1 / 5040 + x * (1 / 362880 + x / 39916800))))
-    if bool(small.all()):
-        return ch, sc
-    r = torch.sqrt(torch.where(small, torch.ones_like(x), x))
-    return torch.where(small, ch, torch.cosh(r)), torch.where(small, sc, torch.sinh(r) / r)
+    k11: complex
+    k12: complex
+    k21: complex
+    k22: complex
+
+    def coefficients(self, S: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(c11, c12, c21, c22)``, each shaped like ``S`` (complex); ``s = |S|``."""
+        return self.k11 * s, self.k12 * S.conj(), self.k21 * S, self.k22 * s
 
 
-def coupling_exponential(c11: torch.Tensor, c12: torch.Tensor, c21: torch.Tensor, c22: torch.Tensor,
-                         h: float) -> tuple[torch.Tensor, ...]:
-    """Closed-form ``exp(h [[c11, c12], [c21, c22]])`` elementwise: four tensors (A11, A12, A21, A22).
+def coupling_exponential(s: torch.Tensor, S: torch.Tensor, cp: Coupling, h: float) -> tuple[torch.Tensor, ...]:
+    """``exp(h [[c11, c12], [c21, c22]])`` per voxel: four complex tensors (A11, A12, A21, A22).
 
     With μ = (c11 + c22)/2, n = (c11 - c22)/2, w = n² + c12 c21:
-    exp(hM) = e^{hμ} [cosh(h√w) I + h sinh(h√w)/(h√w) (M - μI)].
+    exp(hM) = e^{hμ} [cosh(h√w) I + h sinh(h√w)/(h√w) (M - μI)]. Here hμ = s·m, hn = s·n0 and
+    h²w = s²·κ with complex constants m, n0, κ (c12 c21 = k12 k21 s²), so e^{hμ}, cosh and sinhc
+    are functions of the *real* s: they are built from real, vectorised ops (complex transcendental
+    functions are slow on CPU); only A12, A21 need S. ``s``: real, ``S``: complex, same shape.
     """
-    hn = (0.5 * h) * (c11 - c22)
-    ch, sc = cosh_sinhc(hn * hn + (h * h) * (c12 * c21))
-    e = torch.exp((0.5 * h) * (c11 + c22))
+    m, n0 = 0.5 * h * (cp.k11 + cp.k22), 0.5 * h * (cp.k11 - cp.k22)
+    kappa = n0 * n0 + h * h * cp.k12 * cp.k21
+    e = torch.polar(torch.exp(m.real * s), m.imag * s)  # e^{s m}
+    ch, sc = _cosh_sinhc_of_real(s, kappa)
     ech, esc = e * ch, e * sc
-    ehn = esc * hn
-    return ech + ehn, (h * esc) * c12, (h * esc) * c21, ech - ehn
+    ehn = esc * (n0 * s)
+    return ech + ehn, esc * ((h * cp.k12) * S.conj()), esc * ((h * cp.k21) * S), ech - ehn
 
 
-@dataclass
-class Coefficients:
-    """Per-voxel coupling coefficients, each ``(Z, Y, X)`` complex (rad/m); see module doc."""
+def _cosh_sinhc_of_real(s: torch.Tensor, kappa: complex) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(cosh(s g), sinh(s g)/(s g))`` with g = √κ, for real ``s`` ≥ 0: complex, shape of s.
 
-    c11: torch.Tensor
-    c12: torch.Tensor
-    c21: torch.Tensor
-    c22: torch.Tensor
-
-    def astuple(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(c11, c12, c21, c22)``."""
-        return self.c11, self.c12, self.c21, self.c22
+    Where |s² κ| < 0.02 a 6-term Taylor series in s² (truncation < 1e-17) keeps values and
+    gradients exact down to s = 0; its real and imaginary parts are real polynomials in s²,
+    evaluated together (one (4, ...) Horner). Elsewhere cosh/sinh of s·g = a + ib from real
+    cosh, sinh, cos, sin of a and b.
+    """
+    terms = [(kappa**j / math.factorial(2 * j), kappa**j / math.factorial(2 * j + 1)) for j in range(6)]
+    coeffs = torch.tensor([[v for c in t for v in (c.real, c.imag)] for t in terms], dtype=s.dtype,
+                          device=s.device).reshape(6, 4, *([1] * s.ndim))  # (ch re, ch im, sc re, sc im)
+    q = (s * s).unsqueeze(0)
+    poly = coeffs[5].expand(4, *s.shape)
+    for j in range(4, -1, -1):
+        poly = torch.addcmul(coeffs[j], poly, q)
+    ch, sc = torch.complex(poly[0], poly[1]), torch.complex(poly[2], poly[3])
+    s_lim = math.sqrt(_SERIES_LIMIT / abs(kappa)) if kappa != 0 else math.inf
+    if s.numel() == 0 or float(s.detach().max()) < s_lim:
+        return ch, sc
+    small = s < s_lim
+    g = cmath.sqrt(kappa)
+    a, b = s * g.real, s * g.imag
+    cosh_a, sinh_a, cos_b, sin_b = torch.cosh(a), torch.sinh(a), torch.cos(b), torch.sin(b)
+    s_safe = torch.where(small, torch.ones_like(s), s)  # the series covers s → 0
+    ch_big = torch.complex(cosh_a * cos_b, sinh_a * sin_b)
+    sc_big = torch.complex(sinh_a * cos_b, cosh_a * sin_b) * (1 / g) / s_safe
+    return torch.where(small, ch, ch_big), torch.where(small, sc, sc_big)
 
 
 @dataclass
@@ -117,19 +137,20 @@ def fourier_mul(field: torch.Tensor, mult: torch.Tensor | None) -> torch.Tensor:
     return torch.fft.ifft2(torch.fft.fft2(field).mul_(mult))
 
 
-def prepare_operators(integrator: str, coef: tuple[torch.Tensor, ...], h: float, substeps: int,
-                      diagonal_v: bool) -> tuple[torch.Tensor, ...]:
+def prepare_operators(integrator: str, s: torch.Tensor, S: torch.Tensor, cp: Coupling, h: float,
+                      substeps: int, diagonal_v: bool) -> tuple[torch.Tensor, ...]:
     """Angle-independent operators, computed once for the whole march (shared by all angles).
 
-    ``rk4``: the coefficients c, each ``(n_vox, Y, X)``. ``strang``: per step (``n_vox·substeps``
-    steps) the 2×2 exponential A = exp(h c). When V does not drift (``diagonal_v``: th = 0) the
-    march carries W = V / D_t with D_t = Π_{t'≤t} A22_{t'} (angle-independent), which saves one
-    (B, Y, X) product per step: returns (A11, A12·D_{t-1}, A21 / D_t, D_t); else (A11, A12, A21, A22).
+    ``s = |S|`` (real) and ``S`` (complex): ``(n_vox, Y, X)``. ``rk4``: the coefficients c. ``strang``:
+    per step (``n_vox·substeps`` steps) the 2×2 exponential A = exp(h c). When V does not drift
+    (``diagonal_v``: th = 0) the march carries W = V / D_t with D_t = Π_{t'≤t} A22_{t'}
+    (angle-independent), which saves one (B, Y, X) product per step: returns
+    (A11, A12·D_{t-1}, A21 / D_t, D_t); else (A11, A12, A21, A22).
     """
     if integrator == "rk4":
-        return tuple(coef)
+        return cp.coefficients(S, s)
     a11, a12, a21, a22 = (a.repeat_interleave(substeps, dim=0) if substeps > 1 else a
-                          for a in coupling_exponential(*coef, h=h))
+                          for a in coupling_exponential(s, S, cp, h))
     if not diagonal_v:
         return a11, a12, a21, a22
     D = torch.cumprod(a22, dim=0)

@@ -34,7 +34,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from .base import TwoBeamModel
-from .integrators import (Coefficients, Drift, StrangAdjoint, fourier_mul, prepare_operators, rk4_steps,
+from .integrators import (Coupling, Drift, StrangAdjoint, fourier_mul, prepare_operators, rk4_steps,
                           strang_steps)
 
 __all__ = ["exit_waves", "TTEModel", "min_transverse_width", "INTEGRATORS"]
@@ -73,10 +73,19 @@ def _check_inputs(S: torch.Tensor, spacing: Any, wavelength: float, integrator: 
     return sp  # type: ignore[return-value]
 
 
-def _support_z_range(s_abs: torch.Tensor, threshold: float) -> tuple[torch.Tensor, int, int]:
+def _support_z_range(S: torch.Tensor, threshold: float) -> tuple[torch.Tensor, int, int]:
     """Boolean support (|S| > threshold·max|S|) and its first/last occupied z index (-1 if none)."""
-    smax = float(s_abs.max()) if s_abs.numel() else 0.0
-    sup = s_abs > threshold * smax if smax > 0 else torch.zeros_like(s_abs, dtype=torch.bool)
+    with torch.no_grad():
+        # |S|² from real ops is ~3× faster than S.abs(); fall back to |S| where |S|² could under- or
+        # overflow at the threshold level
+        s2 = torch.addcmul(S.real.square(), S.imag, S.imag)
+        smax2 = float(s2.max()) if s2.numel() else 0.0
+        if smax2 > 0 and math.isfinite(smax2) and threshold**2 * smax2 >= torch.finfo(s2.dtype).tiny:
+            sup = s2 > threshold**2 * smax2
+        else:
+            s_abs = S.abs()
+            smax = float(s_abs.max()) if s_abs.numel() else 0.0
+            sup = s_abs > threshold * smax if smax > 0 else torch.zeros_like(s_abs, dtype=torch.bool)
     occ = torch.nonzero(sup.any(dim=(1, 2))).flatten().tolist()
     return sup, (occ[0] if occ else -1), (occ[-1] if occ else -1)
 
@@ -249,19 +258,17 @@ def exit_waves(S: torch.Tensor, spacing: Any, wavelength: float, k0_dir: Any, kh
         raise ValueError(f"dq must have shape (B, 3), got {tuple(dq.shape)}")
     if angle_chunk is not None and (int(angle_chunk) != angle_chunk or angle_chunk < 1):
         raise ValueError(f"angle_chunk must be a positive integer or None, got {angle_chunk!r}")
-    s_abs = S.abs()
-    with torch.no_grad():
-        sup, z_first, z_last = _support_z_range(s_abs.detach(), support_threshold)
-        if check_wrap:
-            _check_wrap(sup, sp, u0, uh)
+    sup, z_first, z_last = _support_z_range(S.detach(), support_threshold)
+    if check_wrap:
+        _check_wrap(sup, sp, u0, uh)
     chunk = angle_chunk or _auto_chunk(dq.shape[0], S.shape[1:], S.dtype, S.device)
-    Eh, E0 = _solve(S, s_abs, sp, float(wavelength), u0, uh, (complex(chi0), complex(chih), complex(chihbar)),
+    Eh, E0 = _solve(S, sp, float(wavelength), u0, uh, (complex(chi0), complex(chih), complex(chihbar)),
                     float(polarization), dq, integrator, int(substeps), checkpoint_segments, chunk,
                     z_first, z_last, return_e0)
     return (Eh, E0) if return_e0 else Eh
 
 
-def _solve(S: torch.Tensor, s_abs: torch.Tensor, sp: tuple[float, float, float], lam: float,
+def _solve(S: torch.Tensor, sp: tuple[float, float, float], lam: float,
            u0: np.ndarray, uh: np.ndarray, chis: tuple[complex, complex, complex], C: float, dq: torch.Tensor, integrator: str,
            substeps: int, segments: int | None, chunk: int, z_first: int, z_last: int, need_e0: bool
            ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -277,11 +284,10 @@ def _solve(S: torch.Tensor, s_abs: torch.Tensor, sp: tuple[float, float, float],
     drift = _drift((Y, X), sp, u0, uh, dq, h, cdtype)
     k = 2 * math.pi / lam
     a0, ah = k / (2 * u0[2]), k / (2 * uh[2])
-    Sc, s = S[z_first:z_last + 1], s_abs[z_first:z_last + 1]
-    coef = Coefficients(c11=(1j * a0 * chi0) * s, c12=(1j * a0 * C * chihbar) * Sc.conj(),
-                        c21=(1j * ah * C * chih) * Sc, c22=(1j * ah * chi0) * s)
+    Sc = S[z_first:z_last + 1]
+    cp = Coupling(k11=1j * a0 * chi0, k12=1j * a0 * C * chihbar, k21=1j * ah * C * chih, k22=1j * ah * chi0)
     scaled = integrator == "strang" and drift.v_full is None
-    ops = prepare_operators(integrator, coef.astuple(), h, substeps, scaled)
+    ops = prepare_operators(integrator, Sc.abs(), Sc, cp, h, substeps, scaled)
     n_steps = (z_last - z_first + 1) * substeps
     segments = _segments(segments, n_steps, B * Y * X * S.element_size(), integrator)
     # entrance: E0 = 1 (uniform: the transverse half drift is trivial), Eh = 0

@@ -28,7 +28,10 @@ def far_field(exit_wave: torch.Tensor) -> torch.Tensor:
 
 def far_field_intensity(exit_wave: torch.Tensor) -> torch.Tensor:
     """``|far_field(exit_wave)|²``: ``(..., Y, X)`` real, same precision as the input."""
-    return torch.view_as_real(far_field(exit_wave)).square().sum(dim=-1)
+    # |fftshift(F)|² = fftshift(|F|²): shift the real intensity (half the bytes); re² + im² by
+    # addcmul is ~4× faster on CPU than a sum over view_as_real's last axis
+    F = torch.fft.fft2(exit_wave)
+    return torch.fft.fftshift(torch.addcmul(F.real.square(), F.imag, F.imag), dim=(-2, -1))
 
 
 class ForwardModel(torch.nn.Module, abc.ABC):

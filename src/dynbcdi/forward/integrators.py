@@ -115,7 +115,8 @@ class Drift:
 
     ``u_half``, ``u_full``: ``(B, Y, X)`` Fourier multipliers for U (unshifted fft2 order),
     e^{-i t0·q⊥ h/2 + iδ_j h/2} and e^{-i t0·q⊥ h + iδ_j h}. ``v_half``, ``v_full``: ``(Y, X)``
-    multipliers e^{-i th·q⊥ h/2}, e^{-i th·q⊥ h} for V, or ``None`` when th = 0.
+    multipliers e^{-i th·q⊥ h/2}, e^{-i th·q⊥ h} for V, or ``None`` when th = 0. A transverse axis
+    along which a wave does not drift has length 1 (see :func:`fourier_mul`).
     """
 
     h: float
@@ -130,11 +131,19 @@ class Drift:
 
 
 def fourier_mul(field: torch.Tensor, mult: torch.Tensor | None) -> torch.Tensor:
-    """``ifft2(fft2(field) · mult)`` over the last two axes; identity when ``mult`` is None."""
+    """``ifft(fft(field) · mult)`` over the last two axes; identity when ``mult`` is None.
+
+    ``mult`` is in fft order, broadcastable to ``field``; a transverse axis where it has length 1
+    is constant along that frequency, so it is not transformed (a drift along x alone needs 1-D
+    FFTs along x only: about half the work of fft2, same result).
+    """
     if mult is None:
         return field
+    dims = tuple(d for d in (-2, -1) if mult.shape[d] > 1)
+    if not dims:
+        return field * mult
     # in place on the fresh spectrum: autograd-safe (mult is a constant), saves an allocation
-    return torch.fft.ifft2(torch.fft.fft2(field).mul_(mult))
+    return torch.fft.ifftn(torch.fft.fftn(field, dim=dims).mul_(mult), dim=dims)
 
 
 def prepare_operators(integrator: str, s: torch.Tensor, S: torch.Tensor, cp: Coupling, h: float,

@@ -143,11 +143,18 @@ def _rocking_delta(dq: torch.Tensor, uh: np.ndarray) -> torch.Tensor:
 
 def _transverse_phase(shape: tuple[int, int], spacing: tuple[float, float, float], u: np.ndarray,
                       length: float, device: torch.device) -> torch.Tensor:
-    """-(t·q⊥)·length for a drift of ``length`` m with slope t = u⊥/uz: (Y, X) float64, fft2 order."""
+    """-(t·q⊥)·length for a drift of ``length`` m with slope t = u⊥/uz: float64, fft2 order, shape
+    (Y, X), or (1, X) / (Y, 1) / (1, 1) when t has no y / x / any component (then
+    :func:`.integrators.fourier_mul` transforms only the axes the drift moves along)."""
     _, dy, dx = spacing
     qy = 2 * math.pi * torch.fft.fftfreq(shape[0], d=dy, dtype=torch.float64, device=device)[:, None]
     qx = 2 * math.pi * torch.fft.fftfreq(shape[1], d=dx, dtype=torch.float64, device=device)[None, :]
-    return -length * (u[0] / u[2] * qx + u[1] / u[2] * qy)
+    phase = torch.zeros((1, 1), dtype=torch.float64, device=device)
+    if u[0] != 0:
+        phase = phase - length * u[0] / u[2] * qx
+    if u[1] != 0:
+        phase = phase - length * u[1] / u[2] * qy
+    return phase
 
 
 def _drift(shape: tuple[int, int], spacing: tuple[float, float, float], u0: np.ndarray,

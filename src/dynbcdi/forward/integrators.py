@@ -130,6 +130,11 @@ class Drift:
         return Drift(self.h, self.u_half[start:stop], self.u_full[start:stop], self.v_half, self.v_full)
 
 
+def _drift_dims(mult: torch.Tensor) -> tuple[int, ...]:
+    """Transverse axes along which the Fourier multiplier varies (the others need no transform)."""
+    return tuple(d for d in (-2, -1) if mult.shape[d] > 1)
+
+
 def fourier_mul(field: torch.Tensor, mult: torch.Tensor | None) -> torch.Tensor:
     """``ifft(fft(field) · mult)`` over the last two axes; identity when ``mult`` is None.
 
@@ -139,11 +144,20 @@ def fourier_mul(field: torch.Tensor, mult: torch.Tensor | None) -> torch.Tensor:
     """
     if mult is None:
         return field
-    dims = tuple(d for d in (-2, -1) if mult.shape[d] > 1)
+    dims = _drift_dims(mult)
     if not dims:
         return field * mult
     # in place on the fresh spectrum: autograd-safe (mult is a constant), saves an allocation
     return torch.fft.ifftn(torch.fft.fftn(field, dim=dims).mul_(mult), dim=dims)
+
+
+def _fourier_mul_adjoint_conj(lam: torch.Tensor, mult: torch.Tensor) -> torch.Tensor:
+    """``conj(F^H conj(lam))`` for ``F = fourier_mul(·, mult)``, i.e. ``fft(ifft(lam) · mult)``:
+    the adjoint drift acting on a conjugated cotangent, without any conjugation pass."""
+    dims = _drift_dims(mult)
+    if not dims:
+        return lam * mult
+    return torch.fft.fftn(torch.fft.ifftn(lam, dim=dims).mul_(mult), dim=dims)
 
 
 def prepare_operators(integrator: str, s: torch.Tensor, S: torch.Tensor, cp: Coupling, h: float,
@@ -222,55 +236,93 @@ def rk4_steps(U: torch.Tensor, V: torch.Tensor, ops: tuple[torch.Tensor, ...], d
     return U, V
 
 
-def _strang_scaled_forward(U: torch.Tensor, V: torch.Tensor, a11: torch.Tensor, b12: torch.Tensor,
-                           r21: torch.Tensor, u_full: torch.Tensor, u_last: torch.Tensor,
-                           keep: list | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Strang steps with th = 0 (scaled V), no autograd; appends each step's input to ``keep``."""
+def _strang_scaled_steps(U: torch.Tensor, W: torch.Tensor, ops: tuple[torch.Tensor, ...], u_full: torch.Tensor,
+                         u_last: torch.Tensor, steps: range, keep: list | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Strang steps ``steps`` (of ``len(ops[0])``) with th = 0 (scaled W), no autograd; updates
+    ``W`` in place; appends each step's input U to ``keep`` (W is rebuilt in the adjoint sweep)."""
+    a11, b12, r21 = ops
     n = a11.shape[0]
-    for t in range(n):
+    for t in steps:
         if keep is not None:
-            keep.append((U, V))
-        U, V = (a11[t] * U).addcmul_(b12[t], V), torch.addcmul(V, r21[t], U)
+            keep.append(U)
+        U, W = (a11[t] * U).addcmul_(b12[t], W), W.addcmul_(r21[t], U)
         U = fourier_mul(U, u_last if t == n - 1 else u_full)
-    return U, V
+    return U, W
 
 
 class StrangAdjoint(torch.autograd.Function):
-    """Strang steps with th = 0 and a hand-written adjoint sweep (gradient w.r.t. U, V, A11,
-    A12·D, A21/D). Saves the step inputs (2 fields per step) when ``store`` is True, else only the
-    segment input and recomputes them in the backward (checkpoint-like). Backward per step: one FFT
-    pair, one Fourier multiply, three angle reductions Σ_b conj(x)·g (``linalg.vecdot``), three
-    products: cheaper than autograd's graph of the same step."""
+    """The whole Strang march with th = 0 (all angles, in chunks) and its hand-written adjoint sweep.
+
+    ``apply(a11, b12, r21, u_full, u_last, U0, chunk, segments)``: operators ``(n, Y, X)`` (A11,
+    A12·D, A21/D), U multipliers ``(B, ·, ·)``, entrance state U0 ``(B, 1, 1)`` (W0 = 0). Returns
+    (U, W) on the exit plane, each ``(B, Y, X)``; gradients flow to the operators only.
+
+    Memory of the backward: with ``segments`` = 0 the input U_t of every step is kept (1 field per
+    step: W_t = W_{t+1} - (A21/D)_t U_t is rebuilt backwards, exactly in real arithmetic; in float32
+    the rebuilt W carries ~steps·ε of its largest value); else only each segment's input (U, W) and
+    the segment is recomputed per chunk in the backward. Backward per step: one FFT pair, one
+    Fourier multiply, three angle reductions Σ_b x·λ, four products; it runs on the conjugated
+    cotangents λ = ḡ, so that neither the operators nor the states need conjugating.
+    """
 
     @staticmethod
-    def forward(ctx, U, V, a11, b12, r21, u_full, u_last, store):  # noqa: D102
-        keep: list | None = [] if store else None
+    def forward(ctx, a11, b12, r21, u_full, u_last, U0, chunk, segments):  # noqa: D102
+        n, (Y, X), B = a11.shape[0], a11.shape[1:], U0.shape[0]
+        grad = any(ctx.needs_input_grad[:3])
+        bounds = [0, n] if not grad or segments == 0 else \
+            sorted({round(n * k / min(segments, n)) for k in range(min(segments, n) + 1)})
+        store = grad and len(bounds) == 2
+        U_out = torch.empty((B, Y, X), dtype=a11.dtype, device=a11.device)
+        W_out = torch.empty_like(U_out)
+        records = []
         with torch.no_grad():
-            U_out, V_out = _strang_scaled_forward(U, V, a11, b12, r21, u_full, u_last, keep)
-        ctx.save_for_backward(U, V, a11, b12, r21, u_full, u_last)
-        ctx.keep = keep
-        return U_out, V_out
+            for i in range(0, B, chunk):
+                U = U0[i:i + chunk].expand(-1, Y, X)
+                W = torch.zeros((U.shape[0], Y, X), dtype=a11.dtype, device=a11.device)
+                record: list = []
+                for s0, s1 in zip(bounds[:-1], bounds[1:]):
+                    if grad and not store:
+                        record += [U, W.clone()]
+                    U, W = _strang_scaled_steps(U, W, (a11, b12, r21), u_full[i:i + chunk], u_last[i:i + chunk],
+                                                range(s0, s1), record if store else None)
+                U_out[i:i + chunk], W_out[i:i + chunk] = U, W
+                records.append(record)
+        # saved through the engine (not as ctx attributes) so that they are freed after backward
+        # unless the graph is retained
+        ctx.save_for_backward(a11, b12, r21, u_full, u_last, W_out, *(x for r in records for x in r))
+        ctx.sizes, ctx.chunk, ctx.bounds, ctx.store = [len(r) for r in records], chunk, bounds, store
+        ctx.set_materialize_grads(False)
+        return U_out, W_out
 
     @staticmethod
-    def backward(ctx, gU, gV):  # noqa: D102
-        U, V, a11, b12, r21, u_full, u_last = ctx.saved_tensors
-        states = ctx.keep
-        if states is None:
-            states = []
-            with torch.no_grad():
-                _strang_scaled_forward(U, V, a11, b12, r21, u_full, u_last, states)
-        gU = torch.zeros_like(U) if gU is None else gU
-        gV = torch.zeros_like(V) if gV is None else gV
-        n = a11.shape[0]
-        ga11, gb12, gr21 = torch.empty_like(a11), torch.empty_like(b12), torch.empty_like(r21)
-        cu_full, cu_last = u_full.conj(), u_last.conj()
-        for t in range(n - 1, -1, -1):
-            Ut, Vt = states[t]
-            gP = fourier_mul(gU, cu_last if t == n - 1 else cu_full)
-            ga11[t] = torch.linalg.vecdot(Ut, gP, dim=0)
-            gb12[t] = torch.linalg.vecdot(Vt, gP, dim=0)
-            gr21[t] = torch.linalg.vecdot(Ut, gV, dim=0)
-            gU = (a11[t].conj() * gP).addcmul_(r21[t].conj(), gV)
-            gV = torch.addcmul(gV, b12[t].conj(), gP)
-        ctx.keep = None
-        return gU, gV, ga11, gb12, gr21, None, None, None
+    def backward(ctx, gU, gW):  # noqa: D102
+        a11, b12, r21, u_full, u_last, W_out, *flat = ctx.saved_tensors
+        ops, n, bounds = (a11, b12, r21), a11.shape[0], ctx.bounds
+        sums = [torch.zeros_like(a11) for _ in range(3)]  # Σ over angles of U λP, W λP, U λW per step
+        offsets = [sum(ctx.sizes[:c]) for c in range(len(ctx.sizes) + 1)]
+        for c in range(len(ctx.sizes)):
+            record = flat[offsets[c]:offsets[c + 1]]
+            rows = slice(c * ctx.chunk, (c + 1) * ctx.chunk)
+            W_end, uf, ul = W_out[rows], u_full[rows], u_last[rows]
+            lU, lW = (torch.zeros_like(W_end) if g is None else g[rows].conj_physical() for g in (gU, gW))
+            for k in range(len(bounds) - 2, -1, -1):
+                steps = range(bounds[k], bounds[k + 1])
+                if ctx.store:
+                    states = record
+                else:  # recompute the segment's step inputs from its stored input
+                    states = []
+                    with torch.no_grad():
+                        _, W_end = _strang_scaled_steps(record[2 * k], record[2 * k + 1].clone(), ops, uf, ul,
+                                                        steps, states)
+                W = W_end
+                for t in reversed(steps):
+                    Ut = states[t - steps.start]
+                    # W_t from W_{t+1} (a new tensor first: W_end is saved or shared)
+                    W = torch.addcmul(W, r21[t], Ut, value=-1) if W is W_end else W.addcmul_(r21[t], Ut, value=-1)
+                    lP = _fourier_mul_adjoint_conj(lU, ul if t == n - 1 else uf)
+                    sums[0][t] += (Ut * lP).sum(0)
+                    sums[1][t] += (W * lP).sum(0)
+                    sums[2][t] += (Ut * lW).sum(0)
+                    lU = (a11[t] * lP).addcmul_(r21[t], lW)
+                    lW.addcmul_(b12[t], lP)
+        return (*(torch.conj_physical_(g) for g in sums), None, None, None, None, None)

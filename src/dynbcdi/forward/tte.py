@@ -183,13 +183,6 @@ def _march(U: torch.Tensor, V: torch.Tensor, ops: tuple[torch.Tensor, ...], drif
     n_seg = segments if torch.is_grad_enabled() and any(o.requires_grad for o in ops) else 0
     use_ckpt = n_seg > 0
     bounds = np.linspace(0, n_ops, max(1, min(n_seg, n_ops)) + 1).round().astype(int)
-    if integrator == "strang" and drift.v_full is None and torch.is_grad_enabled() and ops[0].requires_grad:
-        # hand-written adjoint sweep; n_seg = 0: store every step input, else recompute per segment
-        bounds = np.linspace(0, n_ops, max(1, min(n_seg, n_ops)) + 1).round().astype(int)
-        for i0, i1 in zip(bounds[:-1], bounds[1:]):
-            last = drift.u_half if i1 == n_ops else drift.u_full
-            U, V = StrangAdjoint.apply(U, V, *(o[i0:i1] for o in ops[:3]), drift.u_full, last, not use_ckpt)
-        return U, V
     for i0, i1 in zip(bounds[:-1], bounds[1:]):
         last = bool(i1 == n_ops)
         args = (U, V, *(o[i0:i1] for o in ops))
@@ -202,7 +195,7 @@ ACTIVATION_BUDGET_BYTES = 1 << 30
 """Without an explicit ``checkpoint_segments``, the march is checkpointed only when the tensors
 autograd would keep exceed this (1 GiB); below it recomputation would only cost time."""
 
-_SAVED_PER_STEP = {"strang": 2, "rk4": 21}  # (B, Y, X) tensors kept per step (Strang: adjoint sweep)
+_SAVED_PER_STEP = {"strang": 1, "rk4": 21}  # (B, Y, X) tensors kept per step (Strang: adjoint sweep)
 
 
 def _segments(requested: int | None, n_steps: int, field_bytes: int, integrator: str) -> int:
@@ -299,15 +292,17 @@ def _solve(S: torch.Tensor, sp: tuple[float, float, float], lam: float,
     segments = _segments(segments, n_steps, B * Y * X * S.element_size(), integrator)
     # entrance: E0 = 1 (uniform: the transverse half drift is trivial), Eh = 0
     lead = (torch.exp(0.5j * h * delta) if integrator == "strang" else torch.ones_like(delta)).to(cdtype)
-    Us, Vs = [], []
-    for i in range(0, B, chunk):
-        U = lead[i:i + chunk].expand(-1, Y, X).contiguous()
-        U, V = _march(U, torch.zeros_like(U), ops, drift.angles(i, i + chunk), integrator, substeps, segments)
-        Us.append(U)
-        Vs.append(V)
-    U, V = (torch.cat(Us) if need_e0 else Us[0]), torch.cat(Vs)
-    if scaled:
-        V = V * ops[3][-1]  # V = D_T W
+    if scaled:  # hand-written adjoint sweep over all chunks; V = D_T W
+        U, W = StrangAdjoint.apply(*ops[:3], drift.u_full, drift.u_half, lead, chunk, segments)
+        V = W * ops[3][-1]
+    else:
+        Us, Vs = [], []
+        for i in range(0, B, chunk):
+            U = lead[i:i + chunk].expand(-1, Y, X).contiguous()
+            U, V = _march(U, torch.zeros_like(U), ops, drift.angles(i, i + chunk), integrator, substeps, segments)
+            Us.append(U)
+            Vs.append(V)
+        U, V = (torch.cat(Us) if need_e0 else Us[0]), torch.cat(Vs)
     # back from the marching frame at the crystal's end, then free flight to the exit plane
     thick, tail = (z_last - z_first + 1) * dz, (Z - 1 - z_last) * dz
     G, E0 = V, U  # G = Eh e^{-iΔq·r} e^{iδ(thick + tail)} on the exit plane

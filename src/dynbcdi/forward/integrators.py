@@ -40,7 +40,7 @@ import torch
 __all__ = ["Coupling", "Drift", "strang_steps", "rk4_steps", "FFTS_PER_STEP", "coupling_exponential",
            "prepare_operators", "fourier_mul"]
 
-_SERIES_LIMIT = 0.02  # |s²κ| below which cosh(s√κ), sinh(s√κ)/(s√κ) use their Taylor series
+_SERIES_LIMIT = 1.0  # |s²κ| below which cosh(s√κ), sinh(s√κ)/(s√κ) use Taylor series
 
 FFTS_PER_STEP = {"strang": 2, "rk4": 8}
 """Fewest 2-D FFTs (forward + inverse) of one ``(B, Y, X)`` field per step for U; V needs as
@@ -67,46 +67,78 @@ def coupling_exponential(s: torch.Tensor, S: torch.Tensor, cp: Coupling, h: floa
 
     With μ = (c11 + c22)/2, n = (c11 - c22)/2, w = n² + c12 c21:
     exp(hM) = e^{hμ} [cosh(h√w) I + h sinh(h√w)/(h√w) (M - μI)]. Here hμ = s·m, hn = s·n0 and
-    h²w = s²·κ with complex constants m, n0, κ (c12 c21 = k12 k21 s²), so e^{hμ}, cosh and sinhc
-    are functions of the *real* s: they are built from real, vectorised ops (complex transcendental
-    functions are slow on CPU); only A12, A21 need S. ``s``: real, ``S``: complex, same shape.
+    h²w = s²·κ with complex constants m, n0, κ (c12 c21 = k12 k21 s²), so e^{hμ}cosh and
+    e^{hμ}sinhc are functions of the *real* s (:class:`_ExpCoshSinhc`); only A12, A21 need S.
+    ``s``: real, ``S``: complex, same shape.
     """
     m, n0 = 0.5 * h * (cp.k11 + cp.k22), 0.5 * h * (cp.k11 - cp.k22)
-    kappa = n0 * n0 + h * h * cp.k12 * cp.k21
-    e = torch.polar(torch.exp(m.real * s), m.imag * s)  # e^{s m}
-    ch, sc = _cosh_sinhc_of_real(s, kappa)
-    ech, esc = e * ch, e * sc
+    ech, esc = _ExpCoshSinhc.apply(s, m, n0 * n0 + h * h * cp.k12 * cp.k21)
     ehn = esc * (n0 * s)
     return ech + ehn, esc * ((h * cp.k12) * S.conj()), esc * ((h * cp.k21) * S), ech - ehn
 
 
-def _cosh_sinhc_of_real(s: torch.Tensor, kappa: complex) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(cosh(s g), sinh(s g)/(s g))`` with g = √κ, for real ``s`` ≥ 0: complex, shape of s.
+def _series(q: torch.Tensor, coeffs: list[complex]) -> torch.Tensor:
+    """Σ_j coeffs[j] q^j for real ``q`` (Horner on the real and imaginary parts): complex."""
+    re, im = torch.full_like(q, coeffs[-1].real), torch.full_like(q, coeffs[-1].imag)
+    for c in reversed(coeffs[:-1]):
+        re, im = re.mul_(q).add_(c.real), im.mul_(q).add_(c.imag)
+    return torch.complex(re, im)
 
-    Where |s² κ| < 0.02 a 6-term Taylor series in s² (truncation < 1e-17) keeps values and
-    gradients exact down to s = 0; its real and imaginary parts are real polynomials in s²,
-    evaluated together (one (4, ...) Horner). Elsewhere cosh/sinh of s·g = a + ib from real
-    cosh, sinh, cos, sin of a and b.
+
+def _exp_cosh_sinhc(s: torch.Tensor, m: complex, kappa: complex, derivatives: bool
+                    ) -> tuple[torch.Tensor, ...]:
+    """``e^{sm}cosh(sg)``, ``e^{sm}sinh(sg)/(sg)`` (g = √κ) and, with ``derivatives``, their
+    s-derivatives (else None), for real s ≥ 0.
+
+    No autograd; real, vectorised ops. With x = s²κ: d/ds cosh(sg) = κ s sinhc(sg) and
+    d/ds sinhc(sg) = κ s r with r = (cosh - sinhc)/x. Where |x| < 1 the three are Taylor series in
+    s² (terms until the remainder is below the dtype's rounding: exact values and derivatives down
+    to s = 0, no cancellation in r); elsewhere closed forms from real cosh, sinh, cos, sin of
+    s·g = a + ib (r then loses < 1 digit).
     """
-    terms = [(kappa**j / math.factorial(2 * j), kappa**j / math.factorial(2 * j + 1)) for j in range(6)]
-    coeffs = torch.tensor([[v for c in t for v in (c.real, c.imag)] for t in terms], dtype=s.dtype,
-                          device=s.device).reshape(6, 4, *([1] * s.ndim))  # (ch re, ch im, sc re, sc im)
-    q = (s * s).unsqueeze(0)
-    poly = coeffs[5].expand(4, *s.shape)
-    for j in range(4, -1, -1):
-        poly = torch.addcmul(coeffs[j], poly, q)
-    ch, sc = torch.complex(poly[0], poly[1]), torch.complex(poly[2], poly[3])
+    eps = torch.finfo(s.dtype).eps
+    s_max = float(s.max()) if s.numel() else 0.0
+    x_ser = min(s_max**2 * abs(kappa), _SERIES_LIMIT)
+    n_terms = next(j for j in range(1, 30) if x_ser**j / math.factorial(2 * j) <= eps / 8)
+    q = s * s
+    ch = _series(q, [kappa**j / math.factorial(2 * j) for j in range(n_terms)])
+    sc = _series(q, [kappa**j / math.factorial(2 * j + 1) for j in range(n_terms)])
+    r = _series(q, [kappa**j * (2 * j + 2) / math.factorial(2 * j + 3) for j in range(n_terms)]) \
+        if derivatives else None
     s_lim = math.sqrt(_SERIES_LIMIT / abs(kappa)) if kappa != 0 else math.inf
-    if s.numel() == 0 or float(s.detach().max()) < s_lim:
-        return ch, sc
-    small = s < s_lim
-    g = cmath.sqrt(kappa)
-    a, b = s * g.real, s * g.imag
-    cosh_a, sinh_a, cos_b, sin_b = torch.cosh(a), torch.sinh(a), torch.cos(b), torch.sin(b)
-    s_safe = torch.where(small, torch.ones_like(s), s)  # the series covers s → 0
-    ch_big = torch.complex(cosh_a * cos_b, sinh_a * sin_b)
-    sc_big = torch.complex(sinh_a * cos_b, cosh_a * sin_b) * (1 / g) / s_safe
-    return torch.where(small, ch, ch_big), torch.where(small, sc, sc_big)
+    if s_max >= s_lim:
+        small = s < s_lim
+        g = cmath.sqrt(kappa)
+        a, b = s * g.real, s * g.imag
+        cosh_a, sinh_a, cos_b, sin_b = torch.cosh(a), torch.sinh(a), torch.cos(b), torch.sin(b)
+        s_safe = torch.where(small, torch.ones_like(s), s)  # the series covers s → 0
+        ch_big = torch.complex(cosh_a * cos_b, sinh_a * sin_b)
+        sc_big = torch.complex(sinh_a * cos_b, cosh_a * sin_b) * (1 / g) / s_safe
+        ch, sc = torch.where(small, ch, ch_big), torch.where(small, sc, sc_big)
+        r = torch.where(small, r, (ch - sc) / (s_safe * s_safe * kappa)) if derivatives else None
+    e = torch.polar(torch.exp(m.real * s), m.imag * s)
+    ech, esc = e * ch, e * sc
+    if not derivatives:
+        return ech, esc, None, None
+    ks = kappa * s
+    return ech, esc, m * ech + ks * esc, m * esc + ks * (e * r)
+
+
+class _ExpCoshSinhc(torch.autograd.Function):
+    """``(e^{sm}cosh(s√κ), e^{sm}sinhc(s√κ))`` of real ``s`` with a hand-written derivative
+    (:func:`_exp_cosh_sinhc`): autograd through the series and closed forms would cost ~4× more."""
+
+    @staticmethod
+    def forward(ctx, s, m, kappa):  # noqa: D102
+        ech, esc, dech, desc = _exp_cosh_sinhc(s, m, kappa, ctx.needs_input_grad[0])
+        ctx.save_for_backward(dech, desc)
+        return ech, esc
+
+    @staticmethod
+    def backward(ctx, g_ech, g_esc):  # noqa: D102
+        dech, desc = ctx.saved_tensors
+        # real input, complex outputs: ds = Re(y'(s)·conj(g_y)) summed over the outputs
+        return (dech * g_ech.conj() + desc * g_esc.conj()).real, None, None
 
 
 @dataclass

@@ -14,7 +14,7 @@ vanishes at the box edges; E0 e^{iΔq⊥·r⊥} would not be). The equations bec
 with ``t = k⊥/kz`` and, per voxel, ``c11 = i a0 χ0 s``, ``c12 = i a0 C χh̄ S̄``,
 ``c21 = i ah C χh S``, ``c22 = i ah χ0 s`` (``a = k²/(2 kz)``). The linear part L is diagonal in
 transverse Fourier space and applied exactly (the rocking phase rides on the FFT multiplier that
-U needs anyway; V needs no FFT when th = 0). The coupling c does not depend on the angle: the
+U needs anyway; V needs no FFT when th = 0; a wave drifting along x only needs 1-D FFTs along x). The coupling c does not depend on the angle: the
 local 2×2 exponential is computed once per z-slice and shared by all angles. The phase factor
 e^{±iΔq·r} of PHYSICS.md is carried exactly by L, i.e. evaluated at every stage position.
 
@@ -215,8 +215,8 @@ def prepare_operators(integrator: str, s: torch.Tensor, S: torch.Tensor, cp: Cou
 
 def strang_steps(U: torch.Tensor, V: torch.Tensor, ops: tuple[torch.Tensor, ...], drift: Drift,
                  substeps: int, last_half: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Advance ``(U, V)`` through the steps whose operators are ``ops`` (see :func:`prepare_operators`;
-    each ``(n_steps, Y, X)``; with th = 0, V is the scaled W and ``ops[3]`` is unused here).
+    """Advance ``(U, V)`` through the steps whose operators (A11, A12, A21, A22) are ``ops`` (each
+    ``(n_steps, Y, X)``), for a drifting Eh (th ≠ 0; with th = 0 :class:`StrangAdjoint` marches).
 
     On entry the state has received the leading half step of L of its first step; each step
     applies the local 2×2 exponential and then the merged full step of L. With ``last_half`` the
@@ -224,15 +224,11 @@ def strang_steps(U: torch.Tensor, V: torch.Tensor, ops: tuple[torch.Tensor, ...]
     """
     del substeps
     n = ops[0].shape[0]
-    scaled = drift.v_full is None
     for t, (a11, a12, a21, a22) in enumerate(zip(*(o.unbind(0) for o in ops))):
         final = last_half and t == n - 1
         # in-place updates only on fresh products (not saved by autograd)
-        if scaled:  # W⁺ = W + (A21/D_t) U, U⁺ = A11 U + (A12 D_{t-1}) W
-            U, V = (a11 * U).addcmul_(a12, V), torch.addcmul(V, a21, U)
-        else:
-            U, V = (a11 * U).addcmul_(a12, V), (a22 * V).addcmul_(a21, U)
-            V = fourier_mul(V, drift.v_half if final else drift.v_full)
+        U, V = (a11 * U).addcmul_(a12, V), (a22 * V).addcmul_(a21, U)
+        V = fourier_mul(V, drift.v_half if final else drift.v_full)
         U = fourier_mul(U, drift.u_half if final else drift.u_full)
     return U, V
 

@@ -341,9 +341,10 @@ def _strang_scaled_steps(U: torch.Tensor, W: torch.Tensor, ops: tuple[torch.Tens
 class StrangAdjoint(torch.autograd.Function):
     """The whole Strang march with th = 0 (all angles, in chunks) and its hand-written adjoint sweep.
 
-    ``apply(a11, b12, r21, u_full, u_last, U0, chunk, segments)``: operators ``(n, Y, X)`` (A11,
-    A12·D, A21/D), U multipliers ``(B, ·, ·)``, entrance state U0 ``(B, 1, 1)`` (W0 = 0). Returns
-    (U, W) on the exit plane, each ``(B, Y, X)``; gradients flow to the operators only.
+    ``apply(a11, b12, r21, u_full, u_last, U0, chunk, segments, need_u)``: operators ``(n, Y, X)``
+    (A11, A12·D, A21/D), U multipliers ``(B, ·, ·)``, entrance state U0 ``(B, 1, 1)`` (W0 = 0).
+    Returns (U, W) on the exit plane, each ``(B, Y, X)`` (U empty unless ``need_u``); gradients
+    flow to the operators only.
 
     Memory of the backward: with ``segments`` = 0 the input U_t of every step is kept (1 field per
     step: W_t = W_{t+1} - (A21/D)_t U_t is rebuilt backwards, exactly in real arithmetic; in float32
@@ -354,14 +355,14 @@ class StrangAdjoint(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a11, b12, r21, u_full, u_last, U0, chunk, segments):  # noqa: D102
+    def forward(ctx, a11, b12, r21, u_full, u_last, U0, chunk, segments, need_u):  # noqa: D102
         n, (Y, X), B = a11.shape[0], a11.shape[1:], U0.shape[0]
         grad = any(ctx.needs_input_grad[:3])
         bounds = [0, n] if not grad or segments == 0 else \
             sorted({round(n * k / min(segments, n)) for k in range(min(segments, n) + 1)})
         store = grad and len(bounds) == 2
-        U_out = torch.empty((B, Y, X), dtype=a11.dtype, device=a11.device)
-        W_out = torch.empty_like(U_out)
+        W_out = torch.empty((B, Y, X), dtype=a11.dtype, device=a11.device)
+        U_out = torch.empty_like(W_out) if need_u else W_out.new_empty(0)
         records = []
         with torch.no_grad():
             for i in range(0, B, chunk):
@@ -373,7 +374,9 @@ class StrangAdjoint(torch.autograd.Function):
                         record += [U, W.clone()]
                     U, W = _strang_scaled_steps(U, W, (a11, b12, r21), u_full[i:i + chunk], u_last[i:i + chunk],
                                                 range(s0, s1), record if store else None)
-                U_out[i:i + chunk], W_out[i:i + chunk] = U, W
+                W_out[i:i + chunk] = W
+                if need_u:
+                    U_out[i:i + chunk] = U
                 records.append(record)
         # saved through the engine (not as ctx attributes) so that they are freed after backward
         # unless the graph is retained
@@ -413,4 +416,4 @@ class StrangAdjoint(torch.autograd.Function):
                     sums[2][t] += (Ut * lW).sum(0)
                     lU = (a11[t] * lP).addcmul_(r21[t], lW)
                     lW.addcmul_(b12[t], lP)
-        return (*(torch.conj_physical_(g) for g in sums), None, None, None, None, None)
+        return (*(torch.conj_physical_(g) for g in sums), None, None, None, None, None, None)

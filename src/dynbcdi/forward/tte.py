@@ -296,7 +296,7 @@ def _solve(S: torch.Tensor, sp: tuple[float, float, float], lam: float,
     # entrance: E0 = 1 (uniform: the transverse half drift is trivial), Eh = 0
     lead = (torch.exp(0.5j * h * delta) if integrator == "strang" else torch.ones_like(delta)).to(cdtype)
     if scaled:  # hand-written adjoint sweep over all chunks; V = D_T W
-        U, W = StrangAdjoint.apply(*ops[:3], drift.u_full, drift.u_half, lead, chunk, segments)
+        U, W = StrangAdjoint.apply(*ops[:3], drift.u_full, drift.u_half, lead, chunk, segments, need_e0)
         V = W * ops[3][-1]
     else:
         Us, Vs = [], []
@@ -315,13 +315,17 @@ def _solve(S: torch.Tensor, sp: tuple[float, float, float], lam: float,
         E0 = U * torch.exp(-1j * thick * delta).to(cdtype)
         if tail > 0:
             E0 = fourier_mul(E0, torch.exp(1j * _transverse_phase((Y, X), sp, u0, tail, device)).to(cdtype))
-    return G * _exit_phase(dq, (Y, X), sp, Z, cdtype, -(thick + tail) * delta[:, 0, 0]), E0
+    py, px = _exit_phase(dq, (Y, X), sp, Z, cdtype, -(thick + tail) * delta[:, 0, 0])
+    # G is a fresh tensor that no backward formula keeps: multiplied in place, the (B, Y, X) phase
+    # is never built
+    return G.mul_(py[:, :, None]).mul_(px[:, None, :]), E0
 
 
 def _exit_phase(dq: torch.Tensor, shape: tuple[int, int], sp: tuple[float, float, float], Z: int,
-                cdtype: torch.dtype, extra: torch.Tensor) -> torch.Tensor:
-    """e^{iΔq·r + i·extra_j} on the exit plane, (B, Y, X): converts the marching frame back to Eh
-    (``extra``: (B,) float64 per-angle phase; all phases in float64)."""
+                cdtype: torch.dtype, extra: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """e^{iΔq·r + i·extra_j} on the exit plane as factors (B, Y) and (B, X) whose outer product per
+    angle converts the marching frame back to Eh (``extra``: (B,) float64 per-angle phase; all
+    phases in float64)."""
     dz, dy, dx = sp
     Y, X = shape
     y = (torch.arange(Y, dtype=torch.float64, device=dq.device) - Y // 2) * dy
@@ -329,7 +333,7 @@ def _exit_phase(dq: torch.Tensor, shape: tuple[int, int], sp: tuple[float, float
     z_exit = (Z - 1 - Z // 2 + 0.5) * dz
     px = torch.exp(1j * (dq[:, 0, None] * x + (dq[:, 2] * z_exit + extra)[:, None])).to(cdtype)  # (B, X)
     py = torch.exp(1j * dq[:, 1, None] * y).to(cdtype)  # (B, Y)
-    return py[:, :, None] * px[:, None, :]
+    return py, px
 
 
 class TTEModel(TwoBeamModel):

@@ -14,8 +14,9 @@ vanishes at the box edges; E0 e^{iΔq⊥·r⊥} would not be). The equations bec
 with ``t = k⊥/kz`` and, per voxel, ``c11 = i a0 χ0 s``, ``c12 = i a0 C χh̄ S̄``,
 ``c21 = i ah C χh S``, ``c22 = i ah χ0 s`` (``a = k²/(2 kz)``). The linear part L is diagonal in
 transverse Fourier space and applied exactly (the rocking phase rides on the FFT multiplier that
-U needs anyway; V needs no FFT when th = 0; a wave drifting along x only needs 1-D FFTs along x). The coupling c does not depend on the angle: the
-local 2×2 exponential is computed once per z-slice and shared by all angles. The phase factor
+U needs anyway; V needs no FFT when th = 0; a wave drifting along x only needs 1-D FFTs along
+x). The coupling c does not depend on the angle: the local 2×2 exponential is computed once per
+z-slice and shared by all angles. The phase factor
 e^{±iΔq·r} of PHYSICS.md is carried exactly by L, i.e. evaluated at every stage position.
 
 Integrators (one step of length h):
@@ -358,9 +359,9 @@ class StrangAdjoint(torch.autograd.Function):
     def forward(ctx, a11, b12, r21, u_full, u_last, U0, chunk, segments, need_u):  # noqa: D102
         n, (Y, X), B = a11.shape[0], a11.shape[1:], U0.shape[0]
         grad = any(ctx.needs_input_grad[:3])
-        bounds = [0, n] if not grad or segments == 0 else \
+        store = grad and segments == 0
+        bounds = [0, n] if not grad or store else \
             sorted({round(n * k / min(segments, n)) for k in range(min(segments, n) + 1)})
-        store = grad and len(bounds) == 2
         W_out = torch.empty((B, Y, X), dtype=a11.dtype, device=a11.device)
         U_out = torch.empty_like(W_out) if need_u else W_out.new_empty(0)
         records = []

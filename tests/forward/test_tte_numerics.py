@@ -271,3 +271,20 @@ def test_scaled_operators_match_autograd_reference(scale, substeps):
         assert (o - r).abs().max() <= 1e-12 * r.abs().max()
     assert torch.autograd.gradcheck(lambda a, b: prepare_operators("strang", a, b, cp, h, substeps, True),
                                     (s.clone().requires_grad_(), S.clone().requires_grad_()))
+
+
+@pytest.mark.parametrize("segments", [0, 2])
+def test_gradcheck_through_e0(segments):
+    """gradcheck (float64) of a loss on both exit fields: the Strang adjoint with a cotangent on U
+    (E0) as well as on W (Eh); with and without segment recomputation."""
+    torch.manual_seed(3)
+    s = (0.5 + torch.rand(3, 2, 4, dtype=torch.float64)).requires_grad_()
+    phi = torch.randn(3, 2, 4, dtype=torch.float64).requires_grad_()
+    dq = torch.tensor([[1e6, 0.0, 2e7], [0.0, -1e6, -1e7]], dtype=torch.float64)
+
+    def f(s_, phi_):
+        Eh, E0 = exit_waves(torch.polar(s_, phi_), (30e-9,) * 3, WAVELENGTH, K0_DIR, KH_DIR, 300 * CHI0,
+                            300 * CHIH, 300 * CHIH, 1.0, dq, return_e0=True, checkpoint_segments=segments)
+        return far_field_intensity(Eh) + E0.abs() ** 2
+
+    assert torch.autograd.gradcheck(f, (s, phi), eps=1e-6, atol=1e-8, rtol=1e-5)

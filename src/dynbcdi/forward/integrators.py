@@ -396,7 +396,9 @@ class StrangAdjoint(torch.autograd.Function):
             record = flat[offsets[c]:offsets[c + 1]]
             rows = slice(c * ctx.chunk, (c + 1) * ctx.chunk)
             W_end, uf, ul = W_out[rows], u_full[rows], u_last[rows]
-            lU, lW = (torch.zeros_like(W_end) if g is None else g[rows].conj_physical() for g in (gU, gW))
+            # λU = None: no cotangent on the exit U (E0 unused), so the last step has λP = 0
+            lU = None if gU is None else gU[rows].conj_physical()
+            lW = torch.zeros_like(W_end) if gW is None else gW[rows].conj_physical()
             for k in range(len(bounds) - 2, -1, -1):
                 steps = range(bounds[k], bounds[k + 1])
                 if ctx.store:
@@ -411,10 +413,13 @@ class StrangAdjoint(torch.autograd.Function):
                     Ut = states[t - steps.start]
                     # W_t from W_{t+1} (a new tensor first: W_end is saved or shared)
                     W = torch.addcmul(W, r21[t], Ut, value=-1) if W is W_end else W.addcmul_(r21[t], Ut, value=-1)
+                    sums[2][t] += (Ut * lW).sum(0)
+                    if lU is None:
+                        lU = r21[t] * lW
+                        continue
                     lP = _fourier_mul_adjoint_conj(lU, ul if t == n - 1 else uf)
                     sums[0][t] += (Ut * lP).sum(0)
                     sums[1][t] += (W * lP).sum(0)
-                    sums[2][t] += (Ut * lW).sum(0)
                     lU = (a11[t] * lP).addcmul_(r21[t], lW)
                     lW.addcmul_(b12[t], lP)
         return (*(torch.conj_physical_(g) for g in sums), None, None, None, None, None, None)

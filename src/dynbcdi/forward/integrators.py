@@ -219,7 +219,8 @@ class _ScaledOperators(torch.autograd.Function):
     A11,22 = e^{sm}cosh ± n0·s·e^{sm}sinhc, A12 = h k12 e^{sm}sinhc S̄, A21 = h k21 e^{sm}sinhc S
     (:func:`coupling_exponential`); each voxel's A is repeated for its ``substeps`` steps.
     The backward works on conjugated cotangents λ = ḡ (holomorphic maps then need no conjugates):
-    λD_t = λb12_{t+1} A12_{t+1} - λr21_t r21_t / D_t (+ λD_T at the end), λA22_t = Σ_{t'≥t} λD_t' D_t' / A22_t.
+    λD_t = λb12_{t+1} A12_{t+1} - λr21_t r21_t / D_t (+ λD_T at the end),
+    λA22_t = Σ_{t'≥t} λD_t' D_t' / A22_t.
     Running products/sums along z are loops over (Y, X) slices and divisions are products with 1/D:
     torch's complex cumprod, cumsum and division are ~5× slower on CPU.
     """
@@ -326,7 +327,8 @@ def rk4_steps(U: torch.Tensor, V: torch.Tensor, ops: tuple[torch.Tensor, ...], d
 
 
 def _strang_scaled_steps(U: torch.Tensor, W: torch.Tensor, ops: tuple[torch.Tensor, ...], u_full: torch.Tensor,
-                         u_last: torch.Tensor, steps: range, keep: list | None) -> tuple[torch.Tensor, torch.Tensor]:
+                         u_last: torch.Tensor, steps: range, keep: list | None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """Strang steps ``steps`` (of ``len(ops[0])``) with th = 0 (scaled W), no autograd; updates
     ``W`` in place; appends each step's input U to ``keep`` (W is rebuilt in the adjoint sweep)."""
     a11, b12, r21 = ops

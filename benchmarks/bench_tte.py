@@ -6,8 +6,9 @@ For each case (grid N³, B rocking angles, integrator) it measures, each in a fr
 - ``floor``: time of the fewest 2-D FFTs the method needs on the same (B, N, N) batch, measured
   in the same process: ``FFTS_PER_STEP × steps + 1`` (the +1 is the far-field transform; kh⊥ = 0
   here, so Eh needs none), taking the faster of whole-batch and cache-sized-chunk batching;
-- ``fwd+bwd``: forward + backward time (S = s e^{iφ} with s, φ leaf tensors, weighted sum of the
-  patterns as loss; z-checkpointing active);
+- ``fwd+bwd``: forward + backward time (S = s e^{iφ} = ``torch.polar(s, φ)`` with s, φ leaf
+  tensors, as ``dynbcdi.reconstruct`` builds it; weighted sum of the patterns as loss; default
+  z-checkpointing rule);
 - ``peak``: peak memory of fwd+bwd: resident-set high-water mark (``ru_maxrss``) above the
   baseline after the inputs are built and a tiny warm-up (CPU), or
   ``torch.cuda.max_memory_allocated`` (GPU). On CPU it is measured twice: with the default glibc
@@ -110,7 +111,7 @@ def run_case(n: int, b: int, integrator: str, device: str, mode: str, repeat: in
         return out
     s0, p0, dq0 = _inputs(16, 4, device, dtype)  # warm-up: load FFT/autograd code before the baseline
     s0.requires_grad_()
-    model(s0 * torch.exp(1j * p0), dq0).sum().backward()
+    model(torch.polar(s0, p0), dq0).sum().backward()
     s.requires_grad_()
     phi.requires_grad_()
     weights = torch.rand(b, n, n, device=device, dtype=s.dtype)
@@ -123,7 +124,7 @@ def run_case(n: int, b: int, integrator: str, device: str, mode: str, repeat: in
     for _ in range(repeat):
         _sync(device)
         t = time.perf_counter()
-        loss = (model(s * torch.exp(1j * phi), dq) * weights).sum()
+        loss = (model(torch.polar(s, phi), dq) * weights).sum()
         loss.backward()
         _sync(device)
         best = min(best, time.perf_counter() - t)

@@ -28,7 +28,24 @@ def far_field(exit_wave: torch.Tensor) -> torch.Tensor:
 
 def far_field_intensity(exit_wave: torch.Tensor) -> torch.Tensor:
     """``|far_field(exit_wave)|²``: ``(..., Y, X)`` real, same precision as the input."""
-    return torch.view_as_real(far_field(exit_wave)).square().sum(dim=-1)
+    # |fftshift(F)|² = fftshift(|F|²): shift the real intensity (half the bytes)
+    return torch.fft.fftshift(_SquaredModulus.apply(torch.fft.fft2(exit_wave)), dim=(-2, -1))
+
+
+class _SquaredModulus(torch.autograd.Function):
+    """``|z|²`` of a complex tensor (real result). re² + im² by addcmul is ~4× faster on CPU than a
+    sum over ``view_as_real``'s last axis, and the hand-written gradient ``2 g z`` (torch's
+    convention for complex inputs) is one product instead of autograd's select/square graph."""
+
+    @staticmethod
+    def forward(ctx, z):  # noqa: D102
+        ctx.save_for_backward(z)
+        return torch.addcmul(z.real.square(), z.imag, z.imag)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        (z,) = ctx.saved_tensors
+        return z * (2 * g)
 
 
 class ForwardModel(torch.nn.Module, abc.ABC):

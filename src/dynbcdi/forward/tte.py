@@ -16,12 +16,14 @@ with one step per voxel applies the coupling at the voxel centre and gives the p
 which is that integrator's O(h²) error; sub-steps or ``rk4`` converge to the voxel model.
 
 Gradients. Strang with kh⊥ = 0 (the default orientation) uses a hand-written adjoint sweep
-(:class:`.integrators.StrangAdjoint`) that keeps 2 (B, Y, X) fields per z-step; otherwise autograd
-keeps k fields per step (measured k ≈ 5 for Strang with kh⊥ ≠ 0, 21 for RK4). When that exceeds
-``ACTIVATION_BUDGET_BYTES`` (or ``checkpoint_segments`` is given) the march is split into
-n_seg = ⌈√steps⌉ z-segments whose inner states are recomputed in the backward pass: memory
-≈ B·Y·X·(2·n_seg + k·(b/B)·steps/n_seg) complex values (b: angles per chunk, ``angle_chunk``)
-instead of B·Y·X·k·steps, for one extra forward pass of compute.
+(:class:`.integrators.StrangAdjoint`) that keeps k = 1 (B, Y, X) field per z-step (U_t; W_t is
+rebuilt backwards); otherwise autograd keeps k fields per step (measured k ≈ 5 for Strang with
+kh⊥ ≠ 0, 21 for RK4). When B·Y·X·k·steps complex values exceed ``ACTIVATION_BUDGET_BYTES`` (or
+``checkpoint_segments`` is given) the march is split into n_seg = ⌈√steps⌉ z-segments whose inner
+states are recomputed in the backward pass: memory ≈ B·Y·X·(2·n_seg + k·(b/B)·steps/n_seg)
+complex values (b: angles per chunk, ``angle_chunk``) instead of B·Y·X·k·steps, for one extra
+forward pass of compute. Example, complex64: 64³ × 64 angles, 23 steps: 46 MiB kept, no
+segments; 128³ × 128, 47 steps: 0.73 GiB kept, no segments (1 GiB budget).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from .base import TwoBeamModel
-from .integrators import (Coefficients, Drift, StrangAdjoint, fourier_mul, prepare_operators, rk4_steps,
+from .integrators import (Coupling, Drift, StrangAdjoint, fourier_mul, prepare_operators, rk4_steps,
                           strang_steps)
 
 __all__ = ["exit_waves", "TTEModel", "min_transverse_width", "INTEGRATORS"]
@@ -73,10 +75,19 @@ def _check_inputs(S: torch.Tensor, spacing: Any, wavelength: float, integrator: 
     return sp  # type: ignore[return-value]
 
 
-def _support_z_range(s_abs: torch.Tensor, threshold: float) -> tuple[torch.Tensor, int, int]:
+def _support_z_range(S: torch.Tensor, threshold: float) -> tuple[torch.Tensor, int, int]:
     """Boolean support (|S| > threshold·max|S|) and its first/last occupied z index (-1 if none)."""
-    smax = float(s_abs.max()) if s_abs.numel() else 0.0
-    sup = s_abs > threshold * smax if smax > 0 else torch.zeros_like(s_abs, dtype=torch.bool)
+    with torch.no_grad():
+        # |S|² from real ops is ~3× faster than S.abs(); fall back to |S| where |S|² could under- or
+        # overflow at the threshold level
+        s2 = torch.addcmul(S.real.square(), S.imag, S.imag)
+        smax2 = float(s2.max()) if s2.numel() else 0.0
+        if smax2 > 0 and math.isfinite(smax2) and threshold**2 * smax2 >= torch.finfo(s2.dtype).tiny:
+            sup = s2 > threshold**2 * smax2
+        else:
+            s_abs = S.abs()
+            smax = float(s_abs.max()) if s_abs.numel() else 0.0
+            sup = s_abs > threshold * smax if smax > 0 else torch.zeros_like(s_abs, dtype=torch.bool)
     occ = torch.nonzero(sup.any(dim=(1, 2))).flatten().tolist()
     return sup, (occ[0] if occ else -1), (occ[-1] if occ else -1)
 
@@ -134,11 +145,18 @@ def _rocking_delta(dq: torch.Tensor, uh: np.ndarray) -> torch.Tensor:
 
 def _transverse_phase(shape: tuple[int, int], spacing: tuple[float, float, float], u: np.ndarray,
                       length: float, device: torch.device) -> torch.Tensor:
-    """-(t·q⊥)·length for a drift of ``length`` m with slope t = u⊥/uz: (Y, X) float64, fft2 order."""
+    """-(t·q⊥)·length for a drift of ``length`` m with slope t = u⊥/uz: float64, fft2 order, shape
+    (Y, X), or (1, X) / (Y, 1) / (1, 1) when t has no y / x / any component (then
+    :func:`.integrators.fourier_mul` transforms only the axes the drift moves along)."""
     _, dy, dx = spacing
     qy = 2 * math.pi * torch.fft.fftfreq(shape[0], d=dy, dtype=torch.float64, device=device)[:, None]
     qx = 2 * math.pi * torch.fft.fftfreq(shape[1], d=dx, dtype=torch.float64, device=device)[None, :]
-    return -length * (u[0] / u[2] * qx + u[1] / u[2] * qy)
+    phase = torch.zeros((1, 1), dtype=torch.float64, device=device)
+    if u[0] != 0:
+        phase = phase - length * u[0] / u[2] * qx
+    if u[1] != 0:
+        phase = phase - length * u[1] / u[2] * qy
+    return phase
 
 
 def _drift(shape: tuple[int, int], spacing: tuple[float, float, float], u0: np.ndarray,
@@ -161,19 +179,13 @@ def _drift(shape: tuple[int, int], spacing: tuple[float, float, float], u0: np.n
 def _march(U: torch.Tensor, V: torch.Tensor, ops: tuple[torch.Tensor, ...], drift: Drift, integrator: str,
            substeps: int, segments: int) -> tuple[torch.Tensor, torch.Tensor]:
     """March one chunk of angles through all steps of ``ops``, checkpointed over ``segments``
-    z-segments when a gradient is needed (0: no checkpointing)."""
+    z-segments when a gradient is needed (0: no checkpointing). RK4, and Strang with th ≠ 0 (with
+    th = 0 :class:`.integrators.StrangAdjoint` marches all chunks)."""
     step = INTEGRATORS[integrator]
     n_ops = ops[0].shape[0]  # steps (strang) or voxels (rk4) along z
     n_seg = segments if torch.is_grad_enabled() and any(o.requires_grad for o in ops) else 0
     use_ckpt = n_seg > 0
     bounds = np.linspace(0, n_ops, max(1, min(n_seg, n_ops)) + 1).round().astype(int)
-    if integrator == "strang" and drift.v_full is None and torch.is_grad_enabled() and ops[0].requires_grad:
-        # hand-written adjoint sweep; n_seg = 0: store every step input, else recompute per segment
-        bounds = np.linspace(0, n_ops, max(1, min(n_seg, n_ops)) + 1).round().astype(int)
-        for i0, i1 in zip(bounds[:-1], bounds[1:]):
-            last = drift.u_half if i1 == n_ops else drift.u_full
-            U, V = StrangAdjoint.apply(U, V, *(o[i0:i1] for o in ops[:3]), drift.u_full, last, not use_ckpt)
-        return U, V
     for i0, i1 in zip(bounds[:-1], bounds[1:]):
         last = bool(i1 == n_ops)
         args = (U, V, *(o[i0:i1] for o in ops))
@@ -186,7 +198,7 @@ ACTIVATION_BUDGET_BYTES = 1 << 30
 """Without an explicit ``checkpoint_segments``, the march is checkpointed only when the tensors
 autograd would keep exceed this (1 GiB); below it recomputation would only cost time."""
 
-_SAVED_PER_STEP = {"strang": 2, "rk4": 21}  # (B, Y, X) tensors kept per step (Strang: adjoint sweep)
+_SAVED_PER_STEP = {"strang": 1, "rk4": 21}  # (B, Y, X) tensors kept per step (Strang: adjoint sweep)
 
 
 def _segments(requested: int | None, n_steps: int, field_bytes: int, integrator: str) -> int:
@@ -249,19 +261,17 @@ def exit_waves(S: torch.Tensor, spacing: Any, wavelength: float, k0_dir: Any, kh
         raise ValueError(f"dq must have shape (B, 3), got {tuple(dq.shape)}")
     if angle_chunk is not None and (int(angle_chunk) != angle_chunk or angle_chunk < 1):
         raise ValueError(f"angle_chunk must be a positive integer or None, got {angle_chunk!r}")
-    s_abs = S.abs()
-    with torch.no_grad():
-        sup, z_first, z_last = _support_z_range(s_abs.detach(), support_threshold)
-        if check_wrap:
-            _check_wrap(sup, sp, u0, uh)
+    sup, z_first, z_last = _support_z_range(S.detach(), support_threshold)
+    if check_wrap:
+        _check_wrap(sup, sp, u0, uh)
     chunk = angle_chunk or _auto_chunk(dq.shape[0], S.shape[1:], S.dtype, S.device)
-    Eh, E0 = _solve(S, s_abs, sp, float(wavelength), u0, uh, (complex(chi0), complex(chih), complex(chihbar)),
+    Eh, E0 = _solve(S, sp, float(wavelength), u0, uh, (complex(chi0), complex(chih), complex(chihbar)),
                     float(polarization), dq, integrator, int(substeps), checkpoint_segments, chunk,
                     z_first, z_last, return_e0)
     return (Eh, E0) if return_e0 else Eh
 
 
-def _solve(S: torch.Tensor, s_abs: torch.Tensor, sp: tuple[float, float, float], lam: float,
+def _solve(S: torch.Tensor, sp: tuple[float, float, float], lam: float,
            u0: np.ndarray, uh: np.ndarray, chis: tuple[complex, complex, complex], C: float, dq: torch.Tensor, integrator: str,
            substeps: int, segments: int | None, chunk: int, z_first: int, z_last: int, need_e0: bool
            ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -277,24 +287,25 @@ def _solve(S: torch.Tensor, s_abs: torch.Tensor, sp: tuple[float, float, float],
     drift = _drift((Y, X), sp, u0, uh, dq, h, cdtype)
     k = 2 * math.pi / lam
     a0, ah = k / (2 * u0[2]), k / (2 * uh[2])
-    Sc, s = S[z_first:z_last + 1], s_abs[z_first:z_last + 1]
-    coef = Coefficients(c11=(1j * a0 * chi0) * s, c12=(1j * a0 * C * chihbar) * Sc.conj(),
-                        c21=(1j * ah * C * chih) * Sc, c22=(1j * ah * chi0) * s)
+    Sc = S[z_first:z_last + 1]
+    cp = Coupling(k11=1j * a0 * chi0, k12=1j * a0 * C * chihbar, k21=1j * ah * C * chih, k22=1j * ah * chi0)
     scaled = integrator == "strang" and drift.v_full is None
-    ops = prepare_operators(integrator, coef.astuple(), h, substeps, scaled)
+    ops = prepare_operators(integrator, Sc.abs(), Sc, cp, h, substeps, scaled)
     n_steps = (z_last - z_first + 1) * substeps
     segments = _segments(segments, n_steps, B * Y * X * S.element_size(), integrator)
     # entrance: E0 = 1 (uniform: the transverse half drift is trivial), Eh = 0
     lead = (torch.exp(0.5j * h * delta) if integrator == "strang" else torch.ones_like(delta)).to(cdtype)
-    Us, Vs = [], []
-    for i in range(0, B, chunk):
-        U = lead[i:i + chunk].expand(-1, Y, X).contiguous()
-        U, V = _march(U, torch.zeros_like(U), ops, drift.angles(i, i + chunk), integrator, substeps, segments)
-        Us.append(U)
-        Vs.append(V)
-    U, V = (torch.cat(Us) if need_e0 else Us[0]), torch.cat(Vs)
-    if scaled:
-        V = V * ops[3][-1]  # V = D_T W
+    if scaled:  # hand-written adjoint sweep over all chunks; V = D_T W
+        U, W = StrangAdjoint.apply(*ops[:3], drift.u_full, drift.u_half, lead, chunk, segments, need_e0)
+        V = W * ops[3][-1]
+    else:
+        Us, Vs = [], []
+        for i in range(0, B, chunk):
+            U = lead[i:i + chunk].expand(-1, Y, X).contiguous()
+            U, V = _march(U, torch.zeros_like(U), ops, drift.angles(i, i + chunk), integrator, substeps, segments)
+            Us.append(U)
+            Vs.append(V)
+        U, V = (torch.cat(Us) if need_e0 else Us[0]), torch.cat(Vs)
     # back from the marching frame at the crystal's end, then free flight to the exit plane
     thick, tail = (z_last - z_first + 1) * dz, (Z - 1 - z_last) * dz
     G, E0 = V, U  # G = Eh e^{-iΔq·r} e^{iδ(thick + tail)} on the exit plane
@@ -304,13 +315,17 @@ def _solve(S: torch.Tensor, s_abs: torch.Tensor, sp: tuple[float, float, float],
         E0 = U * torch.exp(-1j * thick * delta).to(cdtype)
         if tail > 0:
             E0 = fourier_mul(E0, torch.exp(1j * _transverse_phase((Y, X), sp, u0, tail, device)).to(cdtype))
-    return G * _exit_phase(dq, (Y, X), sp, Z, cdtype, -(thick + tail) * delta[:, 0, 0]), E0
+    py, px = _exit_phase(dq, (Y, X), sp, Z, cdtype, -(thick + tail) * delta[:, 0, 0])
+    # G is a fresh tensor that no backward formula keeps: multiplied in place, the (B, Y, X) phase
+    # is never built
+    return G.mul_(py[:, :, None]).mul_(px[:, None, :]), E0
 
 
 def _exit_phase(dq: torch.Tensor, shape: tuple[int, int], sp: tuple[float, float, float], Z: int,
-                cdtype: torch.dtype, extra: torch.Tensor) -> torch.Tensor:
-    """e^{iΔq·r + i·extra_j} on the exit plane, (B, Y, X): converts the marching frame back to Eh
-    (``extra``: (B,) float64 per-angle phase; all phases in float64)."""
+                cdtype: torch.dtype, extra: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """e^{iΔq·r + i·extra_j} on the exit plane as factors (B, Y) and (B, X) whose outer product per
+    angle converts the marching frame back to Eh (``extra``: (B,) float64 per-angle phase; all
+    phases in float64)."""
     dz, dy, dx = sp
     Y, X = shape
     y = (torch.arange(Y, dtype=torch.float64, device=dq.device) - Y // 2) * dy
@@ -318,7 +333,7 @@ def _exit_phase(dq: torch.Tensor, shape: tuple[int, int], sp: tuple[float, float
     z_exit = (Z - 1 - Z // 2 + 0.5) * dz
     px = torch.exp(1j * (dq[:, 0, None] * x + (dq[:, 2] * z_exit + extra)[:, None])).to(cdtype)  # (B, X)
     py = torch.exp(1j * dq[:, 1, None] * y).to(cdtype)  # (B, Y)
-    return py[:, :, None] * px[:, None, :]
+    return py, px
 
 
 class TTEModel(TwoBeamModel):

@@ -8,8 +8,9 @@ with ``--photons`` in the scan. For each, :func:`dynbcdi.reconstruct.run_pipelin
 
 1. kinematic phase retrieval (paper recipe, HIO/ER + shrink-wrap, 1800 iterations, ``--starts``
    random starts, lowest Fourier error kept), converted to the grid frame;
-2. dynamical (TTE) reconstruction from it (start support at 0.4 of the kinematic interior
-   amplitude, kinematic phase, twin chosen by trial epochs; :func:`dynbcdi.reconstruct.default_config`);
+2. dynamical (TTE) reconstruction from it (start chosen by trial epochs among support thresholds,
+   twin, convex hull and half-voxel translations of the kinematic result:
+   :func:`dynbcdi.reconstruct.choose_start`; then :func:`dynbcdi.reconstruct.default_config`);
 3. both compared with the truth through ``dynbcdi.analysis.compare`` (translation, twin and global
    phase aligned; inside the true support |S| > 0.5; no ramp removed). The truth is used only here.
 

@@ -58,7 +58,7 @@ def test_update_formulas(name, beta):
     {"er": ops.er_step, "hio": ops.hio_step, "raar": ops.raar_step}[name](state, *([beta] if beta else []))
     torch.testing.assert_close(state.psi[inside], projected[inside])
     torch.testing.assert_close(state.psi[outside], expected_out[outside])
-    assert state.iteration == 1 and len(state.errors) == 1
+    assert state.iteration == 1 and state.error_history().numel() == 1
 
 
 def test_gaussian_blur_matches_scipy():
@@ -113,3 +113,25 @@ def test_ml_step_decreases_poisson_nll():
         ops.ml_step(state)
     assert all(b <= a * (1 + 1e-9) for a, b in zip(values, values[1:]))
     assert values[-1] < 0.1 * values[0]
+
+
+def test_error_history_grows_in_place_beyond_its_capacity():
+    # A state built without a preallocated history (standalone use of the operators) must keep
+    # every iteration's error: the buffer doubles when full and the recorded values survive.
+    # Entry k is the amplitude error of the iterate *before* step k (float64: equal to 1e-12).
+    generator = torch.Generator().manual_seed(0)
+    shape = (8, 8, 8)
+    truth = torch.zeros(shape, dtype=torch.complex128)
+    truth[3:5, 3:5, 3:5] = 1.0
+    amplitude = torch.fft.fftn(truth).abs()
+    noise = torch.randn(shape, generator=generator, dtype=torch.float64)
+    state = ops.PhasingState(psi=truth + 0.3 * noise, support=truth.abs() > 0, amplitude=amplitude,
+                             valid=torch.ones((), dtype=torch.bool), intensity=amplitude.square())
+    expected = []
+    for _ in range(70):
+        expected.append(float(ops.amplitude_error(torch.fft.fftn(state.psi), state)))
+        ops.er_step(state)
+    history = state.error_history()
+    assert history.shape == (70,) and state.errors.numel() >= 70
+    assert expected[0] > 0.1
+    np.testing.assert_allclose(history.numpy(), expected, rtol=1e-12)

@@ -165,7 +165,9 @@ def _initial_state(
     amplitude = torch.sqrt(data)
     farfield = torch.polar(torch.where(mask, amplitude, 0.0), phases).to(dtype)
     psi = torch.where(support, torch.fft.ifftn(farfield, dim=_DIMS), 0)
-    return ops.PhasingState(psi=psi, support=support, amplitude=amplitude.to(dtype.to_real()), valid=mask, intensity=data)
+    errors = torch.zeros(recipe.n_iterations, dtype=dtype.to_real(), device=data.device)
+    return ops.PhasingState(psi=psi, support=support, amplitude=amplitude.to(dtype.to_real()), valid=mask,
+                            intensity=data, errors=errors)
 
 
 def _run(
@@ -195,7 +197,7 @@ def _run(
             if sw is not None and sw.applies_after(it):
                 ops.shrink_wrap(state, sw.sigma_at(it, n_total), sw.threshold)
             if callback is not None and (state.iteration % progress_every == 0 or state.iteration == n_total):
-                if callback(state.iteration, float(state.errors[-1])):
+                if callback(state.iteration, float(state.errors[state.iteration - 1])):
                     logger.warning("phase retrieval stopped at iteration %d of %d", state.iteration, n_total)
                     return True
         if step.name != "ml":
@@ -216,7 +218,7 @@ def _result(
     obj = torch.fft.fftshift(torch.where(state.support, state.psi, 0), dim=_DIMS).cpu().numpy()
     support = torch.fft.fftshift(state.support, dim=_DIMS).cpu().numpy()
     obj, support = center_support(obj, support)
-    history = torch.stack(state.errors).cpu().numpy() if state.errors else np.zeros(0)
+    history = state.error_history().cpu().numpy()
     return PhasingResult(
         obj=remove_phase_offset(obj, support),
         support=support,

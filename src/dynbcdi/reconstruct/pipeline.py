@@ -19,7 +19,8 @@ kinematic *interior* amplitude level (:func:`interior_level_support`), which enc
 with a thin margin, instead of a fraction of the maximum. The data fix the crystal only up to a
 translation, so the kinematic result sits at an arbitrary sub-voxel position, and a binary support
 fits the crystal's faces only at the right one: :func:`choose_start` therefore also tries half-voxel
-translations (64³ ``au-demo``: trial loss 2–4× lower, final phase error 0.09–0.17 → 0.02–0.07 rad).
+translations (64³ ``au-demo``, three noise-free single phasing starts: trial loss 2–4× lower,
+final phase error 0.06–0.17 → 0.019–0.032 rad; benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

@@ -197,7 +197,7 @@ def _run(
             if sw is not None and sw.applies_after(it):
                 ops.shrink_wrap(state, sw.sigma_at(it, n_total), sw.threshold)
             if callback is not None and (state.iteration % progress_every == 0 or state.iteration == n_total):
-                if callback(state.iteration, float(state.errors[state.iteration - 1])):
+                if callback(state.iteration, float(state.error_history()[-1])):
                     logger.warning("phase retrieval stopped at iteration %d of %d", state.iteration, n_total)
                     return True
         if step.name != "ml":

@@ -119,13 +119,13 @@ def _write_bliss(path, drop=None):
 
 def test_id01_bliss(tmp_path):
     frames, eta = _write_bliss(tmp_path / "sample.h5")
-    raw = read_scan(SourceConfig(beamline="id01", path=str(tmp_path / "sample.h5"), scan=3, detector_roi=(0, 7, 0, 9)))
-    np.testing.assert_array_equal(raw.frames, frames)  # stored orientation kept at ID01
+    raw = read_scan(SourceConfig(beamline="id01", path=str(tmp_path / "sample.h5"), scan=3, detector_roi=(2, 9, 10, 19)))
+    np.testing.assert_array_equal(raw.frames, frames.transpose(0, 2, 1))  # columns outboard: transposed
     assert raw.rocking_motor == "eta" and raw.energy_eV == 9500.0 and raw.detector_distance_m == 0.83
     np.testing.assert_allclose(raw.rocking_positions_deg, eta)
     assert raw.positions_deg["nu"] == 12.0 and raw.positions_deg["delta"] == 31.0
     np.testing.assert_array_equal(raw.monitor, 7.0)
-    assert raw.frames_offset_px == (-258.0, -258.0)
+    assert raw.frames_offset_px == (10 - 258.0, 2 - 258.0)  # data frame = transposed file frame
 
 
 def test_id01_errors(tmp_path):
@@ -168,7 +168,7 @@ def _write_p10(root, drop=None):
 def test_p10_fio_and_eiger(tmp_path):
     folder, frames, om = _write_p10(tmp_path)
     raw = read_scan(SourceConfig(beamline="p10", path=str(folder), detector_roi=(0, 6, 0, 4)))
-    np.testing.assert_array_equal(raw.frames, frames.transpose(0, 2, 1))  # both data files, transposed
+    np.testing.assert_array_equal(raw.frames, frames)  # both data files, in order, as stored
     assert raw.rocking_motor == "om" and raw.energy_eV == 9000.0 and raw.detector_distance_m == pytest.approx(1.83)
     np.testing.assert_allclose(raw.rocking_positions_deg, om)
     np.testing.assert_array_equal(raw.monitor, 100.0 + np.arange(N))

@@ -4,9 +4,9 @@ Layout (as read by cohere-beamlines ``esrf_id01``): ``<scan>.1/title`` holds the
 (``ascan eta 10 11 50 0.1``), ``<scan>.1/measurement/<detector>`` the (N, rows, cols) frames,
 ``<scan>.1/instrument/positioners/<motor>`` each motor (scalar, or (N,) for the scanned one),
 ``<scan>.1/instrument/<detector>/distance`` the detector distance (m) and
-``<scan>.1/instrument/monochromator/Energy`` the energy (keV). Frames keep their stored
-orientation (file rows along −y, columns along −x at zero angles: cohere's ('x-', 'y-') of the
-transposed frame). ``source.data_path`` overrides the frames' path, ``source.motor_paths`` any
+``<scan>.1/instrument/monochromator/Energy`` the energy (keV). File rows run down (−y) and
+columns outboard (+x) at zero angles (bcdi ``BeamlineID01``, cdiutils ``Geometry``), a
+left-handed view from the sample: the frames are transposed into the data frame. ``source.data_path`` overrides the frames' path, ``source.motor_paths`` any
 motor's path (relative to the file root).
 """
 

@@ -6,7 +6,8 @@ e.g. ``ascan om 10 11 50 1``), the motor positions at the start (``%p``: ``name 
 ``gam``, ``om``, ``mu``, ``chi``, ``phi``, ``fmbenergy`` in eV, ``_distance`` in mm) and the scan
 columns (``%d``); the frames are in ``<detector>/<sample>_<scan:05d>_master.h5`` under
 ``entry/data/data_000001``, ``data_000002``, … (external links to the data files), concatenated in
-order. The frames are turned into the data frame by transposing them (cohere reads them ``.T``).
+order. File rows run down (−y) and columns inboard (−x) at zero angles (bcdi ``BeamlineP10``,
+cdiutils ``Geometry``: detector seen from upstream), right-handed: the frames are used as stored.
 """
 
 from __future__ import annotations

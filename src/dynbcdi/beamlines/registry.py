@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.spatial.transform import Rotation
 
+from dynbcdi.beamlines.twotheta import check_h_norm_gross
 from dynbcdi.config import from_dict, load_toml
 from dynbcdi.geometry.beamlines import (
     DIFFRACTOMETERS,
@@ -191,7 +192,8 @@ class Beamline:
         needed = set(self.circle_names) | {"energy", "detector_distance"}
         missing, unknown = sorted(needed - set(self.motors)), sorted(set(self.motors) - needed)
         if missing or unknown:
-            raise ValueError(f"{where}: motors must name exactly {sorted(needed)} (missing {missing}, unknown {unknown})")
+            raise ValueError(f"{where}: motors must name exactly {sorted(needed)} "
+                             f"(missing {missing}, unknown {unknown})")
         if any(not aliases for aliases in self.motors.values()):
             raise ValueError(f"{where}: every motor needs at least one file name")
 
@@ -391,8 +393,6 @@ def beamline_geometry(beamline: str | Beamline, energy_eV: float, positions_deg:
         sample_angles_rad=_angles_rad(positions_deg, outer, "outer sample circle"))
     geometry = _shift_to_centre(nominal, centre_offset_m)
     if h_norm is not None:
-        from dynbcdi.beamlines.twotheta import check_h_norm_gross
-
         check_h_norm_gross(geometry, float(h_norm))
     return geometry
 
@@ -414,7 +414,7 @@ def _shift_to_centre(g: BraggGeometry, offset_m: Sequence[float]) -> BraggGeomet
     kh = k * khat
     h = kh - g.k0
     rocking_axis, angles = g.rocking_axis, g.rocking_angles_rad
-    if rocking_axis @ np.cross(g.k0, h) < 0:  # the turn crossed the scattering plane's sign: keep θ > 0 ↔ glancing up
+    if rocking_axis @ np.cross(g.k0, h) < 0:  # keep "+θ raises the glancing angle" after the turn
         rocking_axis, angles = -rocking_axis, -angles
     return BraggGeometry(wavelength_m=g.wavelength_m, k0=g.k0, kh=kh, h=h, rocking_axis=rocking_axis,
                          rocking_angles_rad=angles, detector_distance_m=distance, pixel_size_m=g.pixel_size_m,

@@ -100,8 +100,8 @@ DIFFRACTOMETERS: dict[str, DiffractometerPreset] = {
         source="cohere-beamlines src/cohere_beamlines/aps_34idc/diffractometers.py Diffractometer_34idc "
                "(sampleaxes ('y+','z-','y+') Theta/Chi/Phi, detectoraxes ('y+','x-') Delta/Gamma, incidentaxis "
                "(0,0,1)); detectors.py Detector_34idcTIM2 pixelorientation ('x+','y-') of the transposed frame "
-               "(cohere_core.utilities.read_tif transposes); bcdi bcdi/experiment/beamline.py Beamline34ID agrees (detector_hor "
-               "'x+', detector_ver 'y-' for the file frame: TIFF columns outboard, rows down)",
+               "(cohere_core.utilities.read_tif transposes); bcdi bcdi/experiment/beamline.py Beamline34ID agrees "
+               "(detector_hor 'x+', detector_ver 'y-' for the file frame: TIFF columns outboard, rows down)",
     ),
     "id01": DiffractometerPreset(
         name="id01",

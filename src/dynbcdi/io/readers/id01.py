@@ -6,7 +6,8 @@ Layout (as read by cohere-beamlines ``esrf_id01``): ``<scan>.1/title`` holds the
 ``<scan>.1/instrument/<detector>/distance`` the detector distance (m) and
 ``<scan>.1/instrument/monochromator/Energy`` the energy (keV). File rows run down (−y) and
 columns outboard (+x) at zero angles (bcdi ``BeamlineID01``, cdiutils ``Geometry``), a
-left-handed view from the sample: the frames are transposed into the data frame. ``source.data_path`` overrides the frames' path, ``source.motor_paths`` any
+left-handed view from the sample: the frames are transposed into the data frame.
+``source.data_path`` overrides the frames' path, ``source.motor_paths`` any
 motor's path (relative to the file root).
 """
 

@@ -97,7 +97,8 @@ def scan_from_parts(bl: Beamline, source: SourceConfig, frames_file: np.ndarray,
     monitor = values.get("monitor")
     return RawScan(frames=det.to_data(frames_file), beamline=bl.name, positions_deg=positions,
                    rocking_motor=rocking_motor, energy_eV=energy_eV, detector_distance_m=distance_m,
-                   pixel_size_m=source.pixel_size_m or det.pixel_size_m, frames_offset_px=det.frames_offset_px(roi_data),
+                   pixel_size_m=source.pixel_size_m or det.pixel_size_m,
+                   frames_offset_px=det.frames_offset_px(roi_data),
                    monitor=None if monitor is None else np.ravel(monitor), dark=images.get("dark"),
                    flat=images.get("flat"), bad_pixels=images.get("bad_pixels"),
                    metadata={**metadata, **region, **how})

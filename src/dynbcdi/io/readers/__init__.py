@@ -1,0 +1,1 @@
+"""Readers of other programs' and beamlines' files: intensity stacks, reconstructed objects, raw scans."""

@@ -37,7 +37,6 @@ Writers and conventions (sources: PyNX 2022.1 ``pynx/cdi/cdi.py`` ``CDI.save_obj
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,7 +202,7 @@ def _read_dynbcdi(path: Path) -> ObjectFile:
 
 def _read_npz(path: Path) -> ObjectFile:
     arrays = load_npz(path, "NumPy .npz object file")
-    if {"obj", "spacing_m", "metadata_json"} <= set(arrays):
+    if {"obj", "metadata_json"} <= set(arrays):  # save_result's keys (spacing_m is optional)
         return _read_dynbcdi(path)
     key = next((k for k in ("obj", "object", "data") if k in arrays), None)
     if key is None:
@@ -214,8 +213,6 @@ def _read_npz(path: Path) -> ObjectFile:
         key = candidates[0]
     support = arrays.get("support")
     meta = {"member": key, "convention": "forward FFT (PyNX/dynbcdi): as stored"}
-    if "metadata_json" in arrays:
-        meta.update(json.loads(str(arrays["metadata_json"])))
     return ObjectFile(obj=arrays[key], support=support, frame=None, spacing_m=None, source_format="npz", metadata=meta)
 
 

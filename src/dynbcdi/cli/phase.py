@@ -110,6 +110,8 @@ def _prepare(args: argparse.Namespace):
     recipe = parse_recipe(args.recipe)
     if args.starts < 1:
         raise ValueError(f"--starts must be >= 1, got {args.starts}")
+    if args.grid_z is not None and args.grid_z < 1:
+        raise ValueError(f"--grid-z must be >= 1, got {args.grid_z}")
     check_output_path(args.out, "output directory", directory=True)
     with_geometry = is_dataset_file(args.data)
     if with_geometry and args.data_path is not None:

@@ -100,11 +100,11 @@ def load_intensity(path: str | os.PathLike, data_path: str | None = None, *, amp
 def validate_intensity(data: np.ndarray, path: Path | str) -> np.ndarray:
     """``data`` as float64 (N, rows, cols) after the checks; ValueError naming ``path`` otherwise."""
     data = np.asarray(data)
-    if data.ndim != 3:
-        raise ValueError(f"{path}: intensity must be a 3-D (frames, rows, cols) stack, got shape {data.shape}")
     if np.iscomplexobj(data):
         raise ValueError(f"{path}: complex values: this is a reconstructed object, not an intensity "
                          "(use it with `dynbcdi reconstruct --init`)")
+    if data.ndim != 3:
+        raise ValueError(f"{path}: intensity must be a 3-D (frames, rows, cols) stack, got shape {data.shape}")
     if data.dtype.kind not in "biuf":
         raise ValueError(f"{path}: intensity must be numeric, got dtype {data.dtype}")
     data = data.astype(np.float64, copy=False)

@@ -29,6 +29,8 @@ Writers and conventions (sources: PyNX 2022.1 ``pynx/cdi/cdi.py`` ``CDI.save_obj
   ``image(−r)`` fits the data equally well; it is the twin of ``conj(image)``. Conjugation is the
   choice that maps cohere's solution of the physical crystal, ρ* under e^{+i q·r}, back to ρ.)
   Tested in ``tests/io/test_object_files.py`` with cohere-core's own FFT helpers.
+  A complex 3-D ``.npy`` is read as cohere's: no other supported writer stores objects as ``.npy``
+  (dynbcdi writes .npz/.cxi, PyNX and cdiutils .cxi); ``metadata["convention"]`` records it.
 - **dynbcdi** result (:func:`dynbcdi.io.load_result`, .cxi or .npz): as stored, frame and voxel
   size from the file.
 - Any other CXI with a complex ``entry_1/image_1/data``, or .npz with a complex 3-D ``obj`` /

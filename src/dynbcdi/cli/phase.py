@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import signal
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,14 +92,18 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if result.interrupted else 0
 
 
+@dataclass
 class _PhasingInput:
-    """What `phase` phases: the intensity and mask, and the dataset when the file has geometry."""
+    """What `phase` phases: intensity (N, rows, cols) photons, valid (True = good) or None, the
+    dataset when the file has geometry (else None), and provenance for the result's metadata."""
 
-    def __init__(self, intensity, valid, dataset, source: dict) -> None:
-        self.intensity, self.valid, self.dataset, self.source = intensity, valid, dataset, source
+    intensity: np.ndarray
+    valid: np.ndarray | None
+    dataset: Any
+    source: dict[str, Any]
 
 
-def _prepare(args: argparse.Namespace):
+def _prepare(args: argparse.Namespace) -> tuple[Any, Any, _PhasingInput, dict[str, Path]]:
     """Validate device, recipe, output paths, data and geometry before any iteration."""
     from dynbcdi.devices import resolve_device
     from dynbcdi.io.dataset import is_dataset_file, load_dataset

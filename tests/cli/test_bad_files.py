@@ -293,3 +293,15 @@ def test_console_stderr_has_no_traceback(good, tmp_path, argv_tail, contains):
                           env={"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "OMP_NUM_THREADS": "1",
                                "PATH": "/usr/bin:/bin"})
     _assert_one_line(proc.returncode, proc.stderr, None, contains)
+
+
+@pytest.mark.parametrize("mask, contains", [(None, "no such mask file"), (np.zeros((3, 3)), "has shape (3, 3)")])
+def test_phase_bad_mask_file(mask, contains, tmp_path, capsys):
+    data, path = tmp_path / "data.npy", tmp_path / "mask.npy"
+    np.save(data, np.ones((N, N, N)))
+    if mask is not None:
+        np.save(path, mask)
+    code, err = _run(["phase", str(data), "--mask", str(path), "--out", str(tmp_path / "o"), "--recipe", "ER**2"],
+                     capsys)
+    _assert_one_line(code, err, str(path), contains)
+    assert not (tmp_path / "o").exists()

@@ -46,6 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("data", type=Path, help="dynbcdi dataset (.cxi/.npz with geometry) or any intensity file "
                         "(.npy, .npz, .tif, PyNX/cdiutils/bcdi CXI or HDF5)")
     parser.add_argument("--data-path", help="npz key or HDF5 dataset of the intensity (files holding several)")
+    parser.add_argument("--mask", type=Path, help="bad-pixel mask file, nonzero = bad (PyNX mask=, cdiutils/bcdi "
+                        "*_mask.npz); combined with the data file's own mask")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--recipe", default="paper", help="recipe string or preset name (default: paper)")
     parser.add_argument("--starts", type=int, default=1, help="number of random starts (default 1)")
@@ -108,7 +110,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, _PhasingInput, dict[st
     from dynbcdi.devices import resolve_device
     from dynbcdi.io.dataset import is_dataset_file, load_dataset
     from dynbcdi.io.filecheck import check_output_path
-    from dynbcdi.io.readers.intensity import load_intensity
+    from dynbcdi.io.readers.intensity import load_intensity, load_mask
     from dynbcdi.phasing.recipes import parse_recipe
     from dynbcdi.phasing.retrieval import validate_data
 
@@ -137,6 +139,10 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, _PhasingInput, dict[st
         data = _PhasingInput(loaded.intensity, loaded.valid, None,
                              {"data_file": str(args.data), "data_member": loaded.metadata.get("member"),
                               "data_format": loaded.format})
+    if args.mask is not None:
+        extra = load_mask(args.mask, data.intensity.shape)
+        data.valid = extra if data.valid is None else np.logical_and(data.valid, extra)
+        data.source["mask_file"] = str(args.mask)
     try:
         validate_data(data.intensity, data.valid)
     except ValueError as err:

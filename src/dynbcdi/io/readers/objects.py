@@ -161,6 +161,9 @@ def _read_modes(f, path: Path, fmt: str) -> ObjectFile:
     if key not in f:
         raise ValueError(f"{path}: mode file without entry_1/data_1/data")
     data = f[key]
+    if data.dtype.kind != "c":
+        raise ValueError(f"{path}: {key} holds real {data.dtype} values: a pre- or post-processed file, not a mode "
+                         "file with the complex object (cdiutils: S*_pynx_reconstruction_mode.cxi)")
     obj = data[0] if data.ndim == 4 else data[()]
     meta = {"member": key + ("[0] (first mode)" if data.ndim == 4 else ""),
             "modes": int(data.shape[0]) if data.ndim == 4 else 1,

@@ -124,7 +124,8 @@ def load_mask(path: str | os.PathLike, shape: tuple[int, int, int], data_path: s
         with open_hdf5(p, "mask file") as f:
             key = data_path or next((k for k in (*CXI_MASK_PATHS, "mask") if k in f), None)
             if key is None or key not in f:
-                raise ValueError(f"{p}: no mask dataset ({data_path or 'entry_1/instrument_1/detector_1/mask or mask'})")
+                wanted = data_path or "entry_1/instrument_1/detector_1/mask or mask"
+                raise ValueError(f"{p}: no mask dataset ({wanted})")
             mask = f[key][()]
     else:
         raise ValueError(f"{p}: not a recognised mask file: the content is none of HDF5, NumPy or TIFF")

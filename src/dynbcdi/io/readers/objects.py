@@ -143,7 +143,8 @@ def _read_hdf5(path: Path) -> ObjectFile:
 def _read_pynx_run(f, path: Path, entry: str) -> ObjectFile:
     img = f[f"{entry}/image_1"]
     obj, support = img["data"][()], _support(f, img.name)
-    meta: dict[str, Any] = {"member": img.name + "/data", "convention": "PyNX forward FFT, (frame, row, col): as stored"}
+    meta: dict[str, Any] = {"member": img.name + "/data",
+                            "convention": "PyNX forward FFT, (frame, row, col): as stored"}
     if "image_size" in img:
         meta["pynx_image_size_m"] = np.asarray(img["image_size"][()], dtype=float)
     iobs_key = f"{img.name}/process_1/configuration/iobs_shape"

@@ -56,3 +56,16 @@ def test_reconstruct_starts_from_a_cohere_image(dataset_path, tmp_path, capsys):
                  "--epochs", "1", "--start", "as-is", "--model", "kinematic"])
     assert code == 0, capsys.readouterr().err
     assert load_result(out / "reconstruction.cxi").obj.shape[1:] == (N, N)
+
+
+def test_phase_cohere_formatted_data(tmp_path, capsys):
+    """cohere's data.tif holds sqrt(I), written transposed from its (col, row, frame) memory order."""
+    from cohere_core.utilities.utils import save_tif
+
+    intensity = _intensity(_crystal())
+    save_tif(np.transpose(np.sqrt(intensity)), str(tmp_path / "data.tif"))
+    out = tmp_path / "run"
+    assert main(["phase", str(tmp_path / "data.tif"), "--amplitudes", "--out", str(out), "--recipe", "ER**5",
+                 "--no-progress"]) == 0
+    det = load_result(out / "object_detector.npz")
+    assert det.metadata["amplitudes_squared"] is True and det.obj.shape == (N, N, N)

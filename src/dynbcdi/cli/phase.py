@@ -46,6 +46,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("data", type=Path, help="dynbcdi dataset (.cxi/.npz with geometry) or any intensity file "
                         "(.npy, .npz, .tif, PyNX/cdiutils/bcdi CXI or HDF5)")
     parser.add_argument("--data-path", help="npz key or HDF5 dataset of the intensity (files holding several)")
+    parser.add_argument("--amplitudes", action="store_true",
+                        help="the file holds sqrt(I), e.g. cohere's formatted data.tif/data.npy: square it")
+    parser.add_argument("--axes", choices=("frc", "xyz"), default="frc",
+                        help="axis order of a plain file: frc = (frame, row, col) as PyNX/bcdi/cdiutils/TIFF "
+                             "stacks (default); xyz = cohere's in-memory (col, row, frame) of data.npy")
     parser.add_argument("--mask", type=Path, help="bad-pixel mask file, nonzero = bad (PyNX mask=, cdiutils/bcdi "
                         "*_mask.npz); combined with the data file's own mask")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
@@ -122,8 +127,9 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, _PhasingInput, dict[st
         raise ValueError(f"--grid-z must be >= 1, got {args.grid_z}")
     check_output_path(args.out, "output directory", directory=True)
     with_geometry = is_dataset_file(args.data)
-    if with_geometry and args.data_path is not None:
-        raise ValueError(f"{args.data}: a dynbcdi dataset holds one intensity; --data-path does not apply")
+    if with_geometry and (args.data_path is not None or args.amplitudes or args.axes != "frc"):
+        raise ValueError(f"{args.data}: a dynbcdi dataset holds photon counts in (frame, row, col); "
+                         "--data-path, --amplitudes and --axes apply to plain intensity files only")
     paths = output_paths(args.out, args.format, OUTPUT_NAMES if with_geometry else OUTPUT_NAMES[:1])
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not args.overwrite:
@@ -133,12 +139,13 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, _PhasingInput, dict[st
         _check_geometry(dataset, args.data)
         data = _PhasingInput(dataset.intensity, dataset.valid, dataset, {"data_file": str(args.data)})
     else:
-        loaded = load_intensity(args.data, args.data_path)
+        loaded = load_intensity(args.data, args.data_path, amplitudes=args.amplitudes, axes=args.axes)
         print(f"{args.data}: no geometry: writing the detector-frame object only; the grid-frame conversion "
               "needs the geometry (make a dataset with `dynbcdi prepare`, or pass a dataset file)")
         data = _PhasingInput(loaded.intensity, loaded.valid, None,
                              {"data_file": str(args.data), "data_member": loaded.metadata.get("member"),
-                              "data_format": loaded.format})
+                              "data_format": loaded.format, "amplitudes_squared": args.amplitudes or None,
+                              "axes": args.axes})
     if args.mask is not None:
         extra = load_mask(args.mask, data.intensity.shape)
         data.valid = extra if data.valid is None else np.logical_and(data.valid, extra)

@@ -68,8 +68,8 @@ class PrepareConfig:
     flat : divide by the reader's flat (white) field, normalised to its median over trusted pixels.
     flat_min_relative : flat-field pixels below this fraction of the median are masked (their
         correction would amplify noise more than 1/flat_min_relative times).
-    hot_pixel_threshold : a pixel whose sum over frames exceeds this many times the 3×3 median of
-        the sums (at least 1 photon) is masked; None disables. Speckles span ≥ 2 pixels, a hot pixel one.
+    hot_pixel_threshold : a pixel whose sum over frames exceeds this many times the largest sum of its
+        8 neighbours (at least 1 photon) is masked; None disables. Speckles span ≥ 2 pixels, a hot pixel one.
     max_count : any single-frame value above this (counts, e.g. saturation) masks the pixel; None disables.
     seams : "mask" masks the pixels on both sides of every chip boundary of the detector (Timepix
         edge pixels are larger and read more counts); "keep" leaves them.

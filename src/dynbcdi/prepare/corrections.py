@@ -114,15 +114,19 @@ def hot_pixels(frames: np.ndarray, valid: np.ndarray, threshold: float | None,
                max_count: float | None) -> np.ndarray:
     """Bad (rows, cols) mask of hot pixels among the ``valid`` (rows, cols) ones.
 
-    threshold : a pixel whose sum over frames exceeds threshold × the 3×3 median of the sums (floor
-    1 photon, so isolated counts in dark regions are not flagged) is hot: a speckle spans ≥ 2 pixels
-    (oversampling ≥ 2), a hot pixel only one. max_count : any single-frame value above it is hot.
+    threshold : a pixel whose sum over frames exceeds threshold × the largest sum of its 8 neighbours
+    (floor 1 photon, so isolated counts in dark regions are not flagged) is hot: a speckle spans ≥ 2
+    pixels in each direction (oversampling ≥ 2), so every speckle pixel has a bright neighbour; a
+    hot pixel has none. (A 3×3 median would flag the pixels of a 2×2 speckle.) max_count : any
+    single-frame value above it is hot.
     """
     hot = np.zeros(frames.shape[1:], bool)
     if threshold is not None:
         summed = np.where(valid, frames.sum(axis=0), 0.0)
-        med = ndimage.median_filter(summed, size=3, mode="nearest")
-        hot |= summed > threshold * np.maximum(med, 1.0)
+        ring = np.ones((3, 3), bool)
+        ring[1, 1] = False
+        neighbours = ndimage.maximum_filter(summed, footprint=ring, mode="constant", cval=0.0)
+        hot |= summed > threshold * np.maximum(neighbours, 1.0)
     if max_count is not None:
         hot |= (frames > max_count).any(axis=0)
     return hot & valid

@@ -8,7 +8,10 @@ Coordinates used by the options (all integer indices, half-open intervals ``[sta
 
 * *raw frame index* j: position of a frame in the scan as read (0 = first frame of the scan);
 * *raw pixel* (row, col): pixel of the frames as read, in the data orientation of the beamline
-  (after the reader's transpose/flip), before any crop or binning.
+  (after the reader's transpose/flip), before any crop or binning. Where a physical detector gap
+  lies inside the frames, its width is inserted as masked pixels first (so pixels are equally
+  spaced) and raw pixels count those too; without such a gap (APS 34-ID-C scan 54: its 256 × 256
+  region ends on the chip boundary) they are exactly the pixels as read.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class PrepareConfig:
     """Preprocessing of a raw rocking scan into a dataset (TOML ``[prepare]``).
 
     Order of the steps: frame_range → invalid values → dark → flat → bad pixels → seams → hot
-    pixels → aliens → monitor → peak search → crop/pad → binning. Masked pixels are never filled
+    pixels → detector gaps inserted → aliens → monitor → peak search → crop/pad → binning. Masked pixels are never filled
     with invented counts: they carry 0 and ``valid = False``.
 
     dark_kind : how the reader's dark image is used. "dark": subtracted (counts, clipped at 0);

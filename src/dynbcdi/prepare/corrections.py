@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["invalid_values", "dark_correction", "flat_correction", "seam_mask", "hot_pixels",
+__all__ = ["invalid_values", "dark_correction", "flat_correction", "seam_mask", "insert_gaps", "hot_pixels",
            "alien_mask", "monitor_normalisation", "DarkReport"]
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,22 @@ def seam_mask(shape: tuple[int, int], row_boundaries: Sequence[int], col_boundar
                 index[axis] = slice(lo, hi)
                 bad[tuple(index)] = True
     return bad
+
+
+def insert_gaps(frames: np.ndarray, valid: np.ndarray,
+                gaps: Sequence[tuple[int, int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Insert the detector's physical gaps inside the frames as masked pixels (0, valid False).
+
+    frames, valid : (N, rows, cols). gaps : (axis 0 = rows | 1 = cols, index in the frame, width px):
+    ``width`` pixels that the sensor lacks lie just before frame pixel ``index`` (cohere inserts them
+    the same way at 34-ID-C). Afterwards the pixels are equally spaced, which the geometry assumes.
+    """
+    for axis, index, width in sorted(gaps, key=lambda g: -g[1]):  # from the far end: indices stay valid
+        if width <= 0:
+            continue
+        frames = np.insert(frames, [index] * width, 0.0, axis=axis + 1)
+        valid = np.insert(valid, [index] * width, False, axis=axis + 1)
+    return frames, valid
 
 
 def hot_pixels(frames: np.ndarray, valid: np.ndarray, threshold: float | None,

@@ -109,8 +109,11 @@ def _corrected_stack(raw, cfg: PrepareConfig, first: int, stop: int) -> tuple[np
         bad_seam = corr.seam_mask(shape2, *seams, width=cfg.seam_width_px)
     bad_px = bad_dark | bad_given | bad_flat | bad_seam
     hot = corr.hot_pixels(stack, ~bad_px, cfg.hot_pixel_threshold, cfg.max_count)
+    valid = ~(bad_voxels | (bad_px | hot)[None])
+    gaps = tuple(tuple(int(v) for v in g) for g in raw.metadata.get("gaps_in_frames", ()))
+    stack, valid = corr.insert_gaps(stack, valid, gaps)
     aliens = corr.alien_mask(stack.shape, cfg.aliens, first)
-    valid = ~(bad_voxels | aliens | (bad_px | hot)[None])
+    valid &= ~aliens
     monitor_mean = None
     if cfg.monitor:
         monitor = None if raw.monitor is None else np.asarray(raw.monitor, float)[first:stop]
@@ -128,6 +131,7 @@ def _corrected_stack(raw, cfg: PrepareConfig, first: int, stop: int) -> tuple[np
         "seam_masked": int((bad_seam & ~(bad_dark | bad_given | bad_flat)).sum()),
         "hot_pixels": int(hot.sum()),
         "alien_voxels": int(aliens.sum()),
+        "gaps_inserted": [list(g) for g in gaps],
         "masked_pixels": int((bad_px | hot).sum()),
         "monitor_mean": monitor_mean,
     }
@@ -182,7 +186,7 @@ def _rocking(raw, cfg: PrepareConfig) -> RockingReport:
     angles = np.asarray(raw.positions_deg[raw.rocking_motor], dtype=float)
     if angles.shape != (raw.frames.shape[0],):
         raise ValueError(f"{angles.size} rocking angles ({raw.rocking_motor}) for {raw.frames.shape[0]} frames")
-    nominal = raw.metadata.get("nominal_step_deg")
+    nominal = _nominal_step(raw)
     report = uniform_rocking_angles(angles, nominal, cfg.rocking_step, cfg.max_rocking_deviation)
     log.info("rocking %s: step %.6g° (%s), read-backs off the uniform grid by %.3g° RMS (%.3g %% of a step), "
              "steps differ by up to %.3g %%", raw.rocking_motor, report.step_deg, report.method,
@@ -191,23 +195,31 @@ def _rocking(raw, cfg: PrepareConfig) -> RockingReport:
     return report
 
 
+def _nominal_step(raw) -> float | None:
+    """The commanded rocking step (deg): a source override, else the scan command's step when the
+    positions are the file's read-backs of the commanded motor; None if unknown."""
+    meta = raw.metadata
+    if meta.get("rocking_step_deg") is not None:
+        return float(meta["rocking_step_deg"])
+    command = meta.get("command_parsed") or {}
+    if not command.get("step") or meta.get("rocking_positions") != "file":
+        return None
+    from dynbcdi.beamlines import get_beamline
+
+    aliases = {a.lower() for a in get_beamline(raw.beamline).motors.get(raw.rocking_motor, ())}
+    return float(command["step"]) if str(command.get("motor", "")).lower() in aliases else None
+
+
 def _geometry(raw, window: Window, zero_deg: float, angles_rad: np.ndarray):
     """Geometry of the prepared array: centre pixel, binned pixel size, rocking motor at its zero (deg)."""
-    from dynbcdi.beamlines import beamline_geometry
+    from dynbcdi.beamlines import beamline_geometry, centre_offset_m
 
-    b = window.bin[1]
     _, rows, cols = window.out_shape
-    centre = window.raw_position((0, rows // 2, cols // 2))[1:]
-    offset_px = np.asarray(raw.frames_offset_px, float)
-    centre_offset_m = tuple(float((c + o) * raw.pixel_size_m) for c, o in zip(centre, offset_px))
+    offset = centre_offset_m(raw.frames_offset_px, window.start[1:], (rows, cols), window.bin[1:], raw.pixel_size_m)
     positions = {k: (float(zero_deg) if k == raw.rocking_motor else v) for k, v in raw.positions_deg.items()}
-    scalar = {k: v for k, v in positions.items() if np.ndim(v) == 0}
-    if len(scalar) != len(positions):
-        raise ValueError(f"only the rocking motor {raw.rocking_motor!r} may move during the scan; "
-                         f"moving: {sorted(set(positions) - set(scalar))}")
-    return beamline_geometry(raw.beamline, raw.energy_eV, scalar, raw.rocking_motor, angles_rad,
-                             (rows, cols), raw.pixel_size_m * b, raw.detector_distance_m,
-                             centre_offset_m=centre_offset_m)
+    return beamline_geometry(raw.beamline, raw.energy_eV, positions, raw.rocking_motor, angles_rad,
+                             (rows, cols), raw.pixel_size_m * window.bin[1], raw.detector_distance_m,
+                             centre_offset_m=offset)
 
 
 def _validate_geometry(geometry, shape: tuple[int, int, int]) -> tuple[float, float, float]:
@@ -225,9 +237,11 @@ def _two_theta_report(geometry, reflection) -> dict[str, Any]:
     from dynbcdi.beamlines import check_two_theta
 
     report = check_two_theta(geometry, reflection)
-    summary = _plain(report)
-    log.info("2θ check: %s", getattr(report, "message", summary))
-    return summary
+    if report.negligible:
+        log.info("2θ check: %s", report.summary())
+    else:
+        log.warning("2θ check: %s", report.summary())
+    return {**_plain(report), "summary": report.summary()}
 
 
 def _plain(obj: Any) -> Any:

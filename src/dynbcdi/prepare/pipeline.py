@@ -78,7 +78,7 @@ def prepare(raw, reflection, cfg: PrepareConfig):
     intensity = np.where(valid_w, intensity, 0.0)
     provenance = _provenance(raw, cfg, reflection, report, window, first, peak, rocking, two_theta,
                              intensity, valid_w, time.perf_counter() - t0)
-    log.info("prepared %s from raw %s: %.1f %% valid, peak at raw %s", intensity.shape, frames.shape,
+    log.info("prepared %s from raw %s: %.2f %% valid, peak at raw %s", intensity.shape, frames.shape,
              100 * provenance["valid_fraction"], provenance["peak_raw"])
     return Dataset(intensity=intensity, valid=valid_w, geometry=geometry, reflection=reflection,
                    spacing_m=spacing, metadata={"provenance": provenance})

@@ -75,3 +75,31 @@ def test_spec_tiff_scan_crop_and_bin(tmp_path):
     np.testing.assert_allclose(ds.intensity[:, 2, 3], block)
     assert ds.metadata["provenance"]["window_raw"] == {"start": [0, r0, c0], "stop": [N, r0 + 16, c0 + 20],
                                                        "bin": [1, 2, 2]}
+
+
+def test_plain_array_with_geometry_in_the_source(tmp_path):
+    """A cohere/PyNX-style data.npz (stack + mask, nonzero = bad) with the geometry from [source]."""
+    stack, _ = _write_scan(tmp_path)
+    data = stack.transpose(0, 2, 1)  # as another program stored it, already in the data frame
+    mask = np.zeros(data.shape[1:], np.uint8)
+    mask[3, 4] = 1
+    np.savez(tmp_path / "data.npz", data=data, mask=mask)
+    positions = {"theta": 15.2, "chi": 90.0, "phi": -5.0, "delta": 32.174, "gamma": 12.6346}
+    source = SourceConfig(beamline="34idc", path=str(tmp_path / "data.npz"), energy_eV=9000.0,
+                          detector_distance_m=0.5, positions_deg=positions, rocking_step_deg=STEP)
+    ds = prepare_dataset(source, ReflectionConfig("Au", (1, 1, 1)), PrepareConfig(crop_shape=(32, 32)))
+    prov = ds.metadata["provenance"]
+    assert ds.intensity.shape == (N, 32, 32) and prov["raw"]["metadata"]["reader"] == "array"
+    assert prov["rocking"]["method"] == "nominal" and prov["rocking"]["max_step_deviation"] < 1e-9
+    assert prov["corrections"]["bad_pixels_given"] == 1 and prov["corrections"]["seam_rows"] == []
+    # without detector_roi the frames' centre pixel is on the nominal kh: 2θ there = δ/γ's 2θ
+    full = prepare_dataset(source, ReflectionConfig("Au", (1, 1, 1)), PrepareConfig())
+    assert full.metadata["provenance"]["two_theta"]["measured_deg"] == pytest.approx(34.32, abs=0.01)
+    with pytest.raises(ValueError, match="rocking_step_deg"):
+        prepare_dataset(SourceConfig(beamline="34idc", path=str(tmp_path / "data.npz"), energy_eV=9000.0,
+                                     detector_distance_m=0.5, positions_deg=positions),
+                        ReflectionConfig("Au", (1, 1, 1)), PrepareConfig())
+    with pytest.raises(ValueError, match="energy_eV"):
+        prepare_dataset(SourceConfig(beamline="34idc", path=str(tmp_path / "data.npz"), detector_distance_m=0.5,
+                                     positions_deg=positions, rocking_step_deg=STEP),
+                        ReflectionConfig("Au", (1, 1, 1)), PrepareConfig())

@@ -33,13 +33,17 @@ log = logging.getLogger(__name__)
 def prepare_dataset(source, reflection: ReflectionConfig, cfg: PrepareConfig):
     """Read ``source`` (:class:`~dynbcdi.io.readers.base.SourceConfig`), prepare and validate it.
 
+    A beamline's files are read by its reader (:func:`~dynbcdi.io.readers.base.read_scan`); one
+    array file (.npy, .npz, .tif, .cxi) by :func:`~dynbcdi.prepare.array_source.read_array_scan`
+    with the geometry from ``source``.
     Returns a :class:`~dynbcdi.io.dataset.Dataset` (intensity (N, rows, cols) float64 photons,
     valid, geometry, reflection constants at the scan energy, spacing_m (dz, dy, dx) m) whose
     ``metadata["provenance"]`` also records the source settings.
     """
     from dynbcdi.io.readers.base import read_scan
+    from dynbcdi.prepare.array_source import is_array_source, read_array_scan
 
-    raw = read_scan(source)
+    raw = read_array_scan(source) if is_array_source(source) else read_scan(source)
     constants = reflection_from_config(reflection, raw.energy_eV)
     dataset = prepare(raw, constants, cfg)
     dataset.metadata["provenance"]["source"] = config_summary(source)

@@ -66,11 +66,11 @@ def prepare(raw, reflection, cfg: PrepareConfig):
     if frames.ndim != 3 or min(frames.shape) < 1:
         raise ValueError(f"raw frames must be a non-empty (N, rows, cols) stack, got shape {frames.shape}")
     first, stop = _frame_range(cfg.frame_range, frames.shape[0])
+    rocking = _rocking(raw, cfg)  # cheap checks first: a non-uniform scan fails before any array work
     stack, valid, report = _corrected_stack(raw, cfg, first, stop)
     window, peak = _plan(stack, valid, cfg)
     intensity, valid_w = extract(stack, valid, window.start, window.shape)
     intensity, valid_w = bin_stack(intensity, valid_w, window.bin)
-    rocking = _rocking(raw, cfg)
     raw_j = np.array([window.raw_position((j, 0, 0))[0] for j in range(window.out_shape[0])]) + first
     zero_j = first + peak[0] if cfg.rocking_zero == "peak" else float(np.mean(raw_j))
     angles_rad = np.deg2rad(rocking.angles_deg(raw_j) - rocking.angles_deg(zero_j))

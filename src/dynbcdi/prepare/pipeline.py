@@ -173,13 +173,22 @@ def _seam_boundaries(raw) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 def _plan(stack: np.ndarray, valid: np.ndarray, cfg: PrepareConfig) -> tuple[Window, tuple[int, int, int]]:
-    """Window and peak (frame, row, col) in stack coordinates (frame 0 = first frame of frame_range)."""
+    """Window and peak (frame, row, col) in stack coordinates (frame 0 = first frame of frame_range).
+
+    Pixels outside ``cfg.roi`` are masked in ``valid`` (in place): a crop centred on the peak may
+    reach beyond the roi, and what lies there was not kept.
+    """
+    r0, r1, c0, c1 = cfg.roi if cfg.roi is not None else (0, stack.shape[1], 0, stack.shape[2])
+    if r1 > stack.shape[1] or c1 > stack.shape[2]:
+        raise ValueError(f"prepare.roi = {list(cfg.roi)} exceeds the frames ({stack.shape[1]} rows, {stack.shape[2]} cols)")
+    inside = np.zeros(stack.shape[1:], bool)
+    inside[r0:r1, c0:c1] = True
+    valid &= inside
     if cfg.peak is not None:
         peak = (cfg.peak[0] - (cfg.frame_range or (0, 0))[0], cfg.peak[1], cfg.peak[2])
         if not all(0 <= p < n for p, n in zip(peak, stack.shape)):
             raise ValueError(f"prepare.peak = {list(cfg.peak)} is outside the frames kept {stack.shape}")
     else:
-        r0, r1, c0, c1 = cfg.roi if cfg.roi is not None else (0, stack.shape[1], 0, stack.shape[2])
         pj, pr, pc = find_peak(stack[:, r0:r1, c0:c1], valid[:, r0:r1, c0:c1])
         peak = (pj, pr + r0, pc + c0)
     window = plan_window(stack.shape[0], stack.shape[1:], peak, cfg.roi, cfg.crop_shape, cfg.n_frames, cfg.bin)

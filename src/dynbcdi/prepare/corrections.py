@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = ["invalid_values", "dark_correction", "flat_correction", "seam_mask", "insert_gaps", "hot_pixels",
-           "alien_mask", "monitor_normalisation", "DarkReport"]
+           "alien_mask", "monitor_normalisation", "check_image", "DarkReport"]
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def dark_correction(frames: np.ndarray, dark: np.ndarray | None, kind: str,
     bad = np.zeros(frames.shape[1:], bool)
     if dark is None:
         return frames, bad, None
-    dark = _image(dark, frames.shape[1:], "dark")
+    dark = check_image(dark, frames.shape[1:], "dark")
     nonzero = dark != 0
     fraction = float(nonzero.mean())
     used = kind
@@ -82,7 +82,7 @@ def flat_correction(frames: np.ndarray, flat: np.ndarray | None, trusted: np.nda
     bad = np.zeros(frames.shape[1:], bool)
     if flat is None:
         return frames, bad, None
-    flat = _image(flat, frames.shape[1:], "flat").astype(float)
+    flat = check_image(flat, frames.shape[1:], "flat").astype(float)
     finite = np.isfinite(flat) & (flat > 0)
     if not (finite & trusted).any():
         raise ValueError("the flat field has no positive value on trusted pixels")
@@ -182,7 +182,8 @@ def monitor_normalisation(frames: np.ndarray, monitor: np.ndarray | None) -> tup
     return frames * (mean / monitor)[:, None, None], mean
 
 
-def _image(value: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
+def check_image(value: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """``value`` as an array of the frames' (rows, cols) ``shape``; ValueError naming the image otherwise."""
     arr = np.asarray(value)
     if arr.shape != tuple(shape):
         raise ValueError(f"the {name} image has shape {arr.shape}, the frames {tuple(shape)}")

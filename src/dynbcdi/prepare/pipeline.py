@@ -104,7 +104,7 @@ def _corrected_stack(raw, cfg: PrepareConfig, first: int, stop: int) -> tuple[np
     stack, bad_dark, dark_report = corr.dark_correction(stack, raw.dark, cfg.dark_kind, cfg.bad_map_max_fraction)
     bad_given = np.zeros(shape2, bool)
     if raw.bad_pixels is not None:
-        bad_given = corr._image(raw.bad_pixels, shape2, "bad-pixel map") != 0
+        bad_given = corr.check_image(raw.bad_pixels, shape2, "bad-pixel map") != 0
     flat = raw.flat if cfg.flat else None
     stack, bad_flat, flat_median = corr.flat_correction(stack, flat, ~(bad_dark | bad_given), cfg.flat_min_relative)
     bad_seam = np.zeros(shape2, bool)

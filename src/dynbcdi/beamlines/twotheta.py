@@ -62,7 +62,8 @@ class TwoThetaReport:
     def summary(self) -> str:
         """One line for logs and reports."""
         return (f"{self.reflection} at {self.energy_eV:.1f} eV: measured 2θ = {self.measured_deg:.4f}°, expected "
-                f"{self.expected_deg:.4f}°, mismatch {self.mismatch_deg:+.4f}° ≙ Δa/a = {self.lattice_offset:+.3e} "
+                f"{self.expected_deg:.4f}°, mismatch {self.mismatch_deg:+.4f}° ≙ "
+                f"Δa/a = {self.lattice_offset:+.3e} "
                 f"or ΔE = {self.energy_offset_eV:+.1f} eV")
 
 
@@ -106,5 +107,6 @@ def check_h_norm_gross(geometry: BraggGeometry, h_norm: float) -> None:
     expected = math.degrees(2 * math.asin(h_norm / (2 * k)))
     measured = math.degrees(geometry.two_theta_rad)
     if abs(measured - expected) > GROSS_MISMATCH_DEG:
-        raise ValueError(f"detector angles give 2θ = {measured:.4f}° but the reflection needs 2θB = {expected:.4f}° "
+        raise ValueError(f"detector angles give 2θ = {measured:.4f}° but the reflection needs "
+                         f"2θB = {expected:.4f}° "
                          f"(mismatch {measured - expected:+.4f}° > {GROSS_MISMATCH_DEG}°)")

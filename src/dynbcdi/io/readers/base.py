@@ -51,7 +51,8 @@ class SourceConfig:
     energy_eV, detector_distance_m, pixel_size_m : float | None
         Overrides of the file values (SI units).
     positions_deg : dict canonical name → deg
-        Overrides of circle positions (absolute, deg).
+        Overrides of circle positions (absolute, deg); for the rocking motor, its position at the
+        first frame (the step then comes from the file or ``rocking_step_deg``).
     rocking_motor : str | None
         Rocking circle (canonical name); default: the scan command's motor, else the beamline's.
     rocking_step_deg : float | None

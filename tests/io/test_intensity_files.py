@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from dynbcdi.io.readers.intensity import load_intensity
+from dynbcdi.io.readers.intensity import load_intensity, load_mask
 
 SHAPE = (6, 8, 10)  # (frames, rows, cols): every axis a different length, so a transpose shows
 
@@ -159,3 +159,19 @@ def test_wrong_mask_shape(tmp_path, stack):
     np.savez(tmp_path / "m.npz", data=stack, mask=np.zeros((3, 3)))
     with pytest.raises(ValueError, match=r"m\.npz: mask .* has shape \(3, 3\), expected \(8, 10\)"):
         load_intensity(tmp_path / "m.npz")
+
+
+def test_separate_mask_files(tmp_path):
+    """cdiutils S*_pynx_input_mask.npz (key data, (N, rows, cols)), PyNX mask.npy (2-D), CXI mask; nonzero = bad."""
+    mask = np.zeros(SHAPE, np.int8)
+    mask[:, 1, 2] = 1
+    np.savez(tmp_path / "S1_pynx_input_mask.npz", data=mask)
+    valid = load_mask(tmp_path / "S1_pynx_input_mask.npz", SHAPE)
+    assert valid.shape == SHAPE and not valid[:, 1, 2].any() and valid.sum() == mask.size - SHAPE[0]
+    np.save(tmp_path / "mask.npy", mask[0])
+    assert load_mask(tmp_path / "mask.npy", SHAPE).shape == SHAPE[1:]
+    with h5py.File(tmp_path / "m.cxi", "w") as f:
+        f["entry_1/instrument_1/detector_1/mask"] = mask[:1]  # (1, rows, cols) as some writers store it
+    assert load_mask(tmp_path / "m.cxi", SHAPE).shape == SHAPE[1:]
+    with pytest.raises(ValueError, match=r"mask\.npy: mask .*has shape \(8, 10\), expected \(10, 8\)"):
+        load_mask(tmp_path / "mask.npy", (6, 10, 8))

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import signal
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +46,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("data", type=Path, help="dynbcdi dataset (.cxi/.npz with geometry) or any intensity file "
                         "(.npy, .npz, .tif, PyNX/cdiutils/bcdi CXI or HDF5)")
     parser.add_argument("--data-path", help="npz key or HDF5 dataset of the intensity (files holding several)")
+    parser.add_argument("--amplitudes", action="store_true",
+                        help="the file holds sqrt(I), e.g. cohere's formatted data.tif/data.npy: square it")
+    parser.add_argument("--axes", choices=("frc", "xyz"), default="frc",
+                        help="axis order of a plain file: frc = (frame, row, col) as PyNX/bcdi/cdiutils/TIFF "
+                             "stacks (default); xyz = cohere's in-memory (col, row, frame) of data.npy")
+    parser.add_argument("--mask", type=Path, help="bad-pixel mask file, nonzero = bad (PyNX mask=, cdiutils/bcdi "
+                        "*_mask.npz); combined with the data file's own mask")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--recipe", default="paper", help="recipe string or preset name (default: paper)")
     parser.add_argument("--starts", type=int, default=1, help="number of random starts (default 1)")
@@ -90,19 +99,23 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if result.interrupted else 0
 
 
+@dataclass
 class _PhasingInput:
-    """What `phase` phases: the intensity and mask, and the dataset when the file has geometry."""
+    """What `phase` phases: intensity (N, rows, cols) photons, valid (True = good) or None, the
+    dataset when the file has geometry (else None), and provenance for the result's metadata."""
 
-    def __init__(self, intensity, valid, dataset, source: dict) -> None:
-        self.intensity, self.valid, self.dataset, self.source = intensity, valid, dataset, source
+    intensity: np.ndarray
+    valid: np.ndarray | None
+    dataset: Any
+    source: dict[str, Any]
 
 
-def _prepare(args: argparse.Namespace):
+def _prepare(args: argparse.Namespace) -> tuple[Any, Any, _PhasingInput, dict[str, Path]]:
     """Validate device, recipe, output paths, data and geometry before any iteration."""
     from dynbcdi.devices import resolve_device
     from dynbcdi.io.dataset import is_dataset_file, load_dataset
     from dynbcdi.io.filecheck import check_output_path
-    from dynbcdi.io.readers.intensity import load_intensity
+    from dynbcdi.io.readers.intensity import load_intensity, load_mask
     from dynbcdi.phasing.recipes import parse_recipe
     from dynbcdi.phasing.retrieval import validate_data
 
@@ -110,10 +123,13 @@ def _prepare(args: argparse.Namespace):
     recipe = parse_recipe(args.recipe)
     if args.starts < 1:
         raise ValueError(f"--starts must be >= 1, got {args.starts}")
+    if args.grid_z is not None and args.grid_z < 1:
+        raise ValueError(f"--grid-z must be >= 1, got {args.grid_z}")
     check_output_path(args.out, "output directory", directory=True)
     with_geometry = is_dataset_file(args.data)
-    if with_geometry and args.data_path is not None:
-        raise ValueError(f"{args.data}: a dynbcdi dataset holds one intensity; --data-path does not apply")
+    if with_geometry and (args.data_path is not None or args.amplitudes or args.axes != "frc"):
+        raise ValueError(f"{args.data}: a dynbcdi dataset holds photon counts in (frame, row, col); "
+                         "--data-path, --amplitudes and --axes apply to plain intensity files only")
     paths = output_paths(args.out, args.format, OUTPUT_NAMES if with_geometry else OUTPUT_NAMES[:1])
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not args.overwrite:
@@ -123,12 +139,17 @@ def _prepare(args: argparse.Namespace):
         _check_geometry(dataset, args.data)
         data = _PhasingInput(dataset.intensity, dataset.valid, dataset, {"data_file": str(args.data)})
     else:
-        loaded = load_intensity(args.data, args.data_path)
+        loaded = load_intensity(args.data, args.data_path, amplitudes=args.amplitudes, axes=args.axes)
         print(f"{args.data}: no geometry: writing the detector-frame object only; the grid-frame conversion "
               "needs the geometry (make a dataset with `dynbcdi prepare`, or pass a dataset file)")
         data = _PhasingInput(loaded.intensity, loaded.valid, None,
                              {"data_file": str(args.data), "data_member": loaded.metadata.get("member"),
-                              "data_format": loaded.format})
+                              "data_format": loaded.format, "amplitudes_squared": args.amplitudes or None,
+                              "axes": args.axes})
+    if args.mask is not None:
+        extra = load_mask(args.mask, data.intensity.shape)
+        data.valid = extra if data.valid is None else np.logical_and(data.valid, extra)
+        data.source["mask_file"] = str(args.mask)
     try:
         validate_data(data.intensity, data.valid)
     except ValueError as err:

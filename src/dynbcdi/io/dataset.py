@@ -307,8 +307,20 @@ def is_dataset_file(path: str | os.PathLike) -> bool:
         with open_hdf5(p, "data file") as f:
             return _ROOT in f
     if kind == "npz":
-        return "format_version" in (keys := load_npz(p, "data .npz")) and any(k.startswith("geometry.") for k in keys)
+        keys = _npz_keys(p)
+        return "format_version" in keys and any(k.startswith("geometry.") for k in keys)
     return False
+
+
+def _npz_keys(path: Path) -> list[str]:
+    """The array names of an .npz archive, without reading the arrays."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return list(z.files)
+    except (ValueError, OSError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: not a readable NumPy .npz archive (truncated or corrupt: {err})") from None
 
 
 def save_dataset(dataset: Dataset, path: str | os.PathLike, overwrite: bool = False) -> Path:

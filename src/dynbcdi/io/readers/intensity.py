@@ -26,6 +26,9 @@ Cohere's formatted ``data.tif``/``data.npy`` hold *amplitudes* (the square root 
 ``cohere_core.data.standard_preprocess``); pass ``amplitudes=True`` to square them. A cohere
 ``data.npy`` is in cohere's in-memory order (col, row, frame); pass ``axes="xyz"`` to reverse it.
 
+A mask in a file of its own (PyNX ``mask=mask.npz``, cdiutils ``S*_pynx_input_mask.npz``, bcdi)
+is read by :func:`load_mask`, with the same polarity (nonzero = bad pixel).
+
 Bad files give one-line errors naming the file: missing, empty, truncated, of another format,
 without a 3-D array, with several candidate arrays and no ``data_path``, with complex values (an
 object, not an intensity), NaN/Inf or negative values, or a mask of the wrong shape.
@@ -42,7 +45,7 @@ import numpy as np
 
 from dynbcdi.io.filecheck import check_input_file, load_npy, load_npz, open_hdf5, sniff_format
 
-__all__ = ["IntensityFile", "load_intensity", "validate_intensity"]
+__all__ = ["IntensityFile", "load_intensity", "load_mask", "validate_intensity"]
 
 _WHAT = "intensity file (.npy, .npz, .tif, .cxi/.h5)"
 CXI_DATA_PATHS = ("entry_1/data_1/data", "entry_1/instrument_1/detector_1/data")
@@ -97,14 +100,46 @@ def load_intensity(path: str | os.PathLike, data_path: str | None = None, *, amp
     return IntensityFile(intensity=intensity, valid=valid, metadata=metadata, format=kind)
 
 
+def load_mask(path: str | os.PathLike, shape: tuple[int, int, int], data_path: str | None = None) -> np.ndarray:
+    """``valid`` (True = good) from a separate mask file, nonzero = bad pixel (PyNX, bcdi, cdiutils).
+
+    .npy; .npz key ``mask``, ``data`` or the only array; TIFF; HDF5 (``data_path``, else the CXI
+    detector mask paths, else a top-level ``mask``). ``shape`` = (N, rows, cols) of the intensity;
+    the mask must be (rows, cols), (N, rows, cols) or (1, rows, cols). One-line errors naming the file.
+    """
+    p = check_input_file(path, "mask file")
+    kind = sniff_format(p)
+    if kind == "npy":
+        mask, key = load_npy(p, "NumPy .npy mask"), None
+    elif kind == "npz":
+        arrays = load_npz(p, "NumPy .npz mask")
+        key = data_path or next((k for k in ("mask", "data") if k in arrays), None) or _only_candidate(
+            p, {k: None for k in arrays}, "array")
+        if key not in arrays:
+            raise ValueError(f"{p}: no array {key!r}; the archive holds {sorted(arrays)}")
+        mask = arrays[key]
+    elif kind == "tiff":
+        mask, key = _read_tiff_any(p), None
+    elif kind == "hdf5":
+        with open_hdf5(p, "mask file") as f:
+            key = data_path or next((k for k in (*CXI_MASK_PATHS, "mask") if k in f), None)
+            if key is None or key not in f:
+                wanted = data_path or "entry_1/instrument_1/detector_1/mask or mask"
+                raise ValueError(f"{p}: no mask dataset ({wanted})")
+            mask = f[key][()]
+    else:
+        raise ValueError(f"{p}: not a recognised mask file: the content is none of HDF5, NumPy or TIFF")
+    return _valid_from(np.asarray(mask) == 0, shape, p, key)
+
+
 def validate_intensity(data: np.ndarray, path: Path | str) -> np.ndarray:
     """``data`` as float64 (N, rows, cols) after the checks; ValueError naming ``path`` otherwise."""
     data = np.asarray(data)
-    if data.ndim != 3:
-        raise ValueError(f"{path}: intensity must be a 3-D (frames, rows, cols) stack, got shape {data.shape}")
     if np.iscomplexobj(data):
         raise ValueError(f"{path}: complex values: this is a reconstructed object, not an intensity "
                          "(use it with `dynbcdi reconstruct --init`)")
+    if data.ndim != 3:
+        raise ValueError(f"{path}: intensity must be a 3-D (frames, rows, cols) stack, got shape {data.shape}")
     if data.dtype.kind not in "biuf":
         raise ValueError(f"{path}: intensity must be numeric, got dtype {data.dtype}")
     data = data.astype(np.float64, copy=False)
@@ -157,15 +192,19 @@ def _read_npz(path: Path, data_path: str | None) -> tuple[np.ndarray, np.ndarray
     return arrays[key], None, meta
 
 
-def _read_tiff(path: Path, data_path: str | None) -> tuple[np.ndarray, None, dict]:
+def _read_tiff_any(path: Path) -> np.ndarray:
     import tifffile
 
-    if data_path is not None:
-        raise ValueError(f"{path}: a TIFF file holds one stack; data_path={data_path!r} does not apply")
     try:
-        data = tifffile.imread(path)
+        return tifffile.imread(path)
     except Exception as err:  # tifffile raises its own TiffFileError, ValueError, struct.error ...
         raise ValueError(f"{path}: unreadable TIFF (truncated or corrupt: {str(err).splitlines()[0]})") from None
+
+
+def _read_tiff(path: Path, data_path: str | None) -> tuple[np.ndarray, None, dict]:
+    if data_path is not None:
+        raise ValueError(f"{path}: a TIFF file holds one stack; data_path={data_path!r} does not apply")
+    data = _read_tiff_any(path)
     if data.ndim == 2:
         raise ValueError(f"{path}: a single {data.shape} image; expected a multi-page stack (one page per frame)")
     return data, None, {"member": "pages"}

@@ -29,6 +29,8 @@ Writers and conventions (sources: PyNX 2022.1 ``pynx/cdi/cdi.py`` ``CDI.save_obj
   ``image(−r)`` fits the data equally well; it is the twin of ``conj(image)``. Conjugation is the
   choice that maps cohere's solution of the physical crystal, ρ* under e^{+i q·r}, back to ρ.)
   Tested in ``tests/io/test_object_files.py`` with cohere-core's own FFT helpers.
+  A complex 3-D ``.npy`` is read as cohere's: no other supported writer stores objects as ``.npy``
+  (dynbcdi writes .npz/.cxi, PyNX and cdiutils .cxi); ``metadata["convention"]`` records it.
 - **dynbcdi** result (:func:`dynbcdi.io.load_result`, .cxi or .npz): as stored, frame and voxel
   size from the file.
 - Any other CXI with a complex ``entry_1/image_1/data``, or .npz with a complex 3-D ``obj`` /
@@ -141,7 +143,8 @@ def _read_hdf5(path: Path) -> ObjectFile:
 def _read_pynx_run(f, path: Path, entry: str) -> ObjectFile:
     img = f[f"{entry}/image_1"]
     obj, support = img["data"][()], _support(f, img.name)
-    meta: dict[str, Any] = {"member": img.name + "/data", "convention": "PyNX forward FFT, (frame, row, col): as stored"}
+    meta: dict[str, Any] = {"member": img.name + "/data",
+                            "convention": "PyNX forward FFT, (frame, row, col): as stored"}
     if "image_size" in img:
         meta["pynx_image_size_m"] = np.asarray(img["image_size"][()], dtype=float)
     iobs_key = f"{img.name}/process_1/configuration/iobs_shape"
@@ -159,6 +162,9 @@ def _read_modes(f, path: Path, fmt: str) -> ObjectFile:
     if key not in f:
         raise ValueError(f"{path}: mode file without entry_1/data_1/data")
     data = f[key]
+    if data.dtype.kind != "c":
+        raise ValueError(f"{path}: {key} holds real {data.dtype} values: a pre- or post-processed file, not a mode "
+                         "file with the complex object (cdiutils: S*_pynx_reconstruction_mode.cxi)")
     obj = data[0] if data.ndim == 4 else data[()]
     meta = {"member": key + ("[0] (first mode)" if data.ndim == 4 else ""),
             "modes": int(data.shape[0]) if data.ndim == 4 else 1,

@@ -77,17 +77,21 @@ def test_scan54_full_rocking_curve_at_128(scan54, tmp_path, capsys):
 
 
 def test_scan54_small_crop_with_flags(scan54, tmp_path, capsys):
-    """The same scan from flags alone, cut to 40 frames × 48², binned 2×2×2 (the fast CI case)."""
+    """The same scan from flags alone: frames 80–119, 40 frames centred on the peak, 48², binned 2×2×2."""
     out = tmp_path / "small.npz"
     args = ["prepare", "--beamline", "34idc", "--frames", f"{scan54}/exp_data/Staff20-1a_S0054", "--spec",
             f"{scan54}/example.spec", "--scan", "54", "--dark", f"{scan54}/dark.tif", "--flat",
             f"{scan54}/whitefield.tif", "--material", "Au", "--hkl", "1", "1", "1", "--crop", "48", "48",
-            "--frame-range", "80", "120", "--bin", "2", "2", "2", "--out", str(out)]
+            "--n-frames", "40", "--frame-range", "80", "120", "--bin", "2", "2", "2", "--out", str(out)]
     assert main(args) == 0
     ds = load_dataset(out)
     assert ds.intensity.shape == (20, 24, 24) and ds.geometry.pixel_size_m == pytest.approx(110e-6)
     prov = ds.metadata["provenance"]
-    assert prov["window_raw"]["start"][0] == 80 and prov["window_raw"]["stop"][0] == 120
+    # The peak (raw frame 99) is centred: the window starts at raw frame 79, outside frame_range, so
+    # the first binned frame holds a padded frame and is masked entirely; the others are kept.
+    assert prov["window_raw"]["start"][0] == 79 and prov["window_raw"]["stop"][0] == 119
+    valid = np.broadcast_to(ds.valid, ds.intensity.shape)
+    assert not valid[0].any() and valid[1:].mean() > 0.99 and not ds.intensity[0].any()
     np.testing.assert_allclose(np.diff(ds.geometry.rocking_angles_rad), np.deg2rad(0.01), rtol=1e-9)
 
 

@@ -53,12 +53,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                      help="position of the frames on the full detector (file frame)")
     src.add_argument("--energy-eV", dest="energy_eV", type=float, help="photon energy (eV)")
     src.add_argument("--distance-m", dest="detector_distance_m", type=float, help="detector distance (m)")
+    src.add_argument("--rocking-step-deg", type=float, help="rocking step (deg), overriding the file's")
     refl = parser.add_argument_group("reflection (override [reflection])")
     refl.add_argument("--material", help="built-in material (Au, Si, ...) or CIF file")
     refl.add_argument("--hkl", nargs=3, type=int, metavar=("H", "K", "L"), help="Miller indices")
     prep = parser.add_argument_group("prepare (override [prepare])")
     prep.add_argument("--crop", dest="crop_shape", nargs=2, type=int, metavar=("ROWS", "COLS"),
                       help="window (raw pixels) centred on the Bragg peak")
+    prep.add_argument("--n-frames", type=int, help="frames centred on the peak frame (padded if needed)")
     prep.add_argument("--frame-range", dest="frame_range", nargs=2, type=int, metavar=("FIRST", "STOP"),
                       help="raw frames kept, half-open")
     prep.add_argument("--bin", nargs=3, type=int, metavar=("FRAMES", "ROWS", "COLS"), help="binning factors")
@@ -94,9 +96,9 @@ def config_tables(config: Path | None, args: argparse.Namespace) -> dict[str, di
             tables[name] = dict(value)
         tables["source"] = resolve_paths(tables["source"], config.parent)
     flags = {"source": ("beamline", "path", "spec_file", "scan", "data_path", "dark", "flat", "bad_pixels",
-                        "detector_roi", "energy_eV", "detector_distance_m"),
+                        "detector_roi", "energy_eV", "detector_distance_m", "rocking_step_deg"),
              "reflection": ("material", "hkl"),
-             "prepare": ("crop_shape", "frame_range", "bin", "dark_kind", "monitor")}
+             "prepare": ("crop_shape", "n_frames", "frame_range", "bin", "dark_kind", "monitor")}
     for section, keys in flags.items():
         for key in keys:
             value = getattr(args, key, None)

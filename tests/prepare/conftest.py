@@ -24,18 +24,27 @@ def synthetic_frames(seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).poisson(3000 * np.exp(-d2 / 2) * fringes + 0.1).astype(float)
 
 
-def make_raw(frames: np.ndarray | None = None, jitter_deg: float = 5e-6, **kwargs) -> RawScan:
+#: (rocking motor, other circle positions in deg) near Au 111 at 9 keV for each registry entry:
+#: scan 54's angles at 34-ID-C, vertical scattering (2θ = 34.3°) at ID01 and P10.
+BEAMLINE_ANGLES = {
+    "34idc": ("theta", {"chi": 90.0, "phi": -5.0, "delta": 32.174, "gamma": 12.6346}),
+    "id01": ("eta", {"mu": 0.0, "phi": 0.0, "nu": 0.0, "delta": 34.3}),
+    "p10": ("om", {"mu": 0.0, "chi": 0.0, "phi": 0.0, "gam": 0.0, "del": 34.3}),
+}
+
+
+def make_raw(frames: np.ndarray | None = None, jitter_deg: float = 5e-6, beamline: str = "34idc",
+             **kwargs) -> RawScan:
     """RawScan of :func:`synthetic_frames` with jittery read-backs and the nominal step in the metadata."""
     frames = synthetic_frames() if frames is None else frames
     n = frames.shape[0]
     theta = -0.02 + STEP_DEG * np.arange(n) + jitter_deg * np.sin(1.7 * np.arange(n))
+    rocking, others = BEAMLINE_ANGLES[beamline]
     fields = dict(
-        frames=frames, beamline="34idc",
-        positions_deg={"theta": theta, "chi": 90.0, "phi": -5.0, "delta": 32.174, "gamma": 12.6346},
-        rocking_motor="theta", energy_eV=9000.0, detector_distance_m=0.5, pixel_size_m=55e-6,
+        frames=frames, beamline=beamline, positions_deg={rocking: theta, **others},
+        rocking_motor=rocking, energy_eV=9000.0, detector_distance_m=0.5, pixel_size_m=55e-6,
         frames_offset_px=(-40.0, -48.0),  # frames end on the chip corner (256, 256)
-        metadata={"rocking_positions": "file", "rocking_motor_file": "Theta",
-                  "command_parsed": {"motor": "th", "step": STEP_DEG}, "detector_roi_data": (216, 256, 208, 256)},
+        metadata={"rocking_positions": "file", "rocking_step_deg": STEP_DEG, "detector_roi_data": (216, 256, 208, 256)},
     )
     fields.update(kwargs)
     return RawScan(**fields)

@@ -21,9 +21,9 @@ def _q_flat_detector(raw, ref, j, r, c):
     from dynbcdi.beamlines import beamline_geometry
     from dynbcdi.geometry.frames import rotation
 
-    positions = {k: v for k, v in raw.positions_deg.items() if k != "theta"}
-    nominal = beamline_geometry("34idc", raw.energy_eV, positions, "theta", ref.geometry.rocking_angles_rad,
-                                (1, 1), raw.pixel_size_m, raw.detector_distance_m)
+    positions = {k: v for k, v in raw.positions_deg.items() if k != raw.rocking_motor}
+    nominal = beamline_geometry(raw.beamline, raw.energy_eV, positions, raw.rocking_motor,
+                                ref.geometry.rocking_angles_rad, (1, 1), raw.pixel_size_m, raw.detector_distance_m)
     off_r, off_c = raw.frames_offset_px
     pos = (raw.detector_distance_m * nominal.kh / nominal.k_norm
            + raw.pixel_size_m * ((r + off_r)[:, None] * nominal.detector_row_dir
@@ -39,9 +39,10 @@ def _q_lab(geometry, j, r, c):
     return frame.to_lab(geometry.q_of_index(np.asarray(j), np.asarray(r), np.asarray(c), frame)) + geometry.h
 
 
-@pytest.mark.parametrize("crop, n_frames, factors", [((21, 27), 9, (3, 3, 3)), ((24, 16), None, (1, 2, 2)),
-                                                     ((30, 30), 15, (1, 1, 1))])
-def test_geometry_follows_crop_and_binning(au111, synth, crop, n_frames, factors):
+@pytest.mark.parametrize("beamline, crop, n_frames, factors", [
+    ("34idc", (21, 27), 9, (3, 3, 3)), ("34idc", (24, 16), None, (1, 2, 2)), ("34idc", (30, 30), 15, (1, 1, 1)),
+    ("id01", (21, 27), 9, (3, 3, 3)), ("p10", (24, 16), None, (1, 2, 2))])
+def test_geometry_follows_crop_and_binning(au111, synth, beamline, crop, n_frames, factors):
     """q of a prepared (cropped, binned) index = q of the raw pixel/frame at its centre.
 
     Reference: the flat detector ⟂ the nominal kh, raw pixels placed by frames_offset_px alone (no
@@ -52,7 +53,7 @@ def test_geometry_follows_crop_and_binning(au111, synth, crop, n_frames, factors
     """
     N, ROWS, COLS, PEAK, STEP_DEG = synth.N, synth.ROWS, synth.COLS, synth.PEAK, synth.STEP_DEG
     make_raw, synthetic_frames = synth.make_raw, synth.frames
-    raw = make_raw()
+    raw = make_raw(beamline=beamline)
     ref = prepare(raw, au111, NO_SEAMS)  # raw geometry: all frames and pixels, θ = 0 at the same peak frame
     ds = prepare(raw, au111, dataclasses.replace(NO_SEAMS, crop_shape=crop, n_frames=n_frames, bin=factors))
     win = ds.metadata["provenance"]["window_raw"]

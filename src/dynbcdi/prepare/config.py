@@ -58,8 +58,8 @@ class PrepareConfig:
     """Preprocessing of a raw rocking scan into a dataset (TOML ``[prepare]``).
 
     Order of the steps: frame_range → invalid values → dark → flat → bad pixels → seams → hot
-    pixels → detector gaps inserted → aliens → monitor → peak search → crop/pad → binning. Masked pixels are never filled
-    with invented counts: they carry 0 and ``valid = False``.
+    pixels → detector gaps inserted → aliens → monitor → peak search → crop/pad → binning. Masked
+    pixels are never filled with invented counts: they carry 0 and ``valid = False``.
 
     dark_kind : how the reader's dark image is used. "dark": subtracted (counts, clipped at 0);
         "bad_pixels": its nonzero pixels are masked and nothing is subtracted; "auto": a bad-pixel map

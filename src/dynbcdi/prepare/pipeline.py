@@ -180,7 +180,8 @@ def _plan(stack: np.ndarray, valid: np.ndarray, cfg: PrepareConfig) -> tuple[Win
     """
     r0, r1, c0, c1 = cfg.roi if cfg.roi is not None else (0, stack.shape[1], 0, stack.shape[2])
     if r1 > stack.shape[1] or c1 > stack.shape[2]:
-        raise ValueError(f"prepare.roi = {list(cfg.roi)} exceeds the frames ({stack.shape[1]} rows, {stack.shape[2]} cols)")
+        raise ValueError(f"prepare.roi = {list(cfg.roi)} exceeds the frames "
+                         f"({stack.shape[1]} rows, {stack.shape[2]} cols)")
     inside = np.zeros(stack.shape[1:], bool)
     inside[r0:r1, c0:c1] = True
     valid &= inside

@@ -63,7 +63,8 @@ def uniform_rocking_angles(readback_deg: np.ndarray, nominal_step_deg: float | N
     if method == "nominal":
         step = float(nominal_step_deg)  # type: ignore[arg-type]
         if step == 0 or np.sign(step) != np.sign(fit_step):
-            raise ValueError(f"nominal rocking step {step}° disagrees with the read-backs (fitted step {fit_step:.6g}°)")
+            raise ValueError(f"nominal rocking step {step}° disagrees with the read-backs "
+                             f"(fitted step {fit_step:.6g}°)")
         start = float(np.mean(theta - step * j))
     else:
         step, start = float(fit_step), float(fit_start)

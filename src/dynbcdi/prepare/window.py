@@ -33,8 +33,9 @@ class Window:
         return tuple(n // b for n, b in zip(self.shape, self.bin))  # type: ignore[return-value]
 
     def raw_position(self, index: tuple[float, float, float]) -> tuple[float, float, float]:
-        """Raw (frame, row, col) of the centre of prepared index ``index`` (fractional when binned by an even factor)."""
-        return tuple(s + b * i + (b - 1) / 2 for s, b, i in zip(self.start, self.bin, index))  # type: ignore[return-value]
+        """Raw (frame, row, col) of the centre of prepared ``index`` (fractional for even binning)."""
+        centre = (s + b * i + (b - 1) / 2 for s, b, i in zip(self.start, self.bin, index))
+        return tuple(centre)  # type: ignore[return-value]
 
     def as_dict(self) -> dict[str, list[int]]:
         """JSON-able description: raw start, stop (exclusive) and binning."""

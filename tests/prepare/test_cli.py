@@ -129,3 +129,27 @@ def test_relative_paths_are_taken_from_the_toml_folder(tmp_path):
 
     out = resolve_paths({"path": "frames", "spec_file": "/abs/x.spec", "scan": 3}, tmp_path)
     assert out == {"path": str(tmp_path / "frames"), "spec_file": "/abs/x.spec", "scan": 3}
+
+
+def test_bad_input_files_are_one_line_errors(tmp_path, capsys):
+    """File-level bad inputs reach the user as one line naming the file; nothing is written."""
+    empty = tmp_path / "frames"
+    empty.mkdir()
+    (tmp_path / "broken.npy").write_bytes(b"\x93NUMPY not really")
+    one = tmp_path / "one"
+    one.mkdir()
+    import tifffile
+
+    tifffile.imwrite(one / "f_0.tif", np.ones((4, 4), np.uint16))
+    out = tmp_path / "out.cxi"
+    common = ["--material", "Au", "--hkl", "1", "1", "1", "--beamline", "34idc", "--out", str(out)]
+    cases = [(["--frames", str(empty)], "no .tif"),
+             (["--frames", str(tmp_path / "missing")], "not found"),
+             (["--frames", str(tmp_path / "broken.npy"), "--energy-eV", "9000", "--distance-m", "0.5",
+               "--rocking-step-deg", "0.005"], "broken.npy"),
+             (["--frames", str(one), "--spec", str(tmp_path / "none.spec"), "--scan", "1"], "none.spec")]
+    for args, message in cases:
+        assert main(["prepare", *common, *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not out.exists()

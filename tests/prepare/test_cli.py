@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pytest
+import tifffile
 
 from dynbcdi.cli.main import main
 from dynbcdi.io import load_dataset
@@ -138,8 +139,6 @@ def test_bad_input_files_are_one_line_errors(tmp_path, capsys):
     (tmp_path / "broken.npy").write_bytes(b"\x93NUMPY not really")
     one = tmp_path / "one"
     one.mkdir()
-    import tifffile
-
     tifffile.imwrite(one / "f_0.tif", np.ones((4, 4), np.uint16))
     out = tmp_path / "out.cxi"
     common = ["--material", "Au", "--hkl", "1", "1", "1", "--beamline", "34idc", "--out", str(out)]

@@ -37,6 +37,17 @@ def test_paper_recipe_recovers_noise_free_crystal(device, crystal, intensity, sc
     assert result.seeds == (0, 1, 2, 3)
 
 
+# Starts for the noise test. The bound below is on a *converged* start; on this crystal (its shape
+# is centrosymmetric, so the support cannot tell object from twin) the paper schedule leaves many
+# starts in the object + twin superposition (phase RMS ≈ 0.23 rad, amplitude error ≈ 0.31, final
+# Fourier error ≈ 0.045 vs 0.0065 converged). Measured per-start convergence, seeds 0–15: 4/16 at
+# 1e9 photons, 6/16 at 1e8 (7/16 noise-free). Which starts converge is decided by float32 rounding
+# (the FFT kernels differ between CPUs; complex128 flips seeds 2 and 3 at 1e9), not by the seed, so
+# the count is set by the chance that every start stalls: 0.75⁴ ≈ 32 % with 4 starts, 0.75¹⁶ ≈ 1 %.
+NOISE_STARTS = 16
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("photons", [1e8, 1e9])
 def test_poisson_noise_error_bound(photons, crystal, intensity, scorer):
     """Bound: noise-free floor (0.02 rad / 2 %) + noise term, with noise term ≤ 0.01.
@@ -44,10 +55,11 @@ def test_poisson_noise_error_bound(photons, crystal, intensity, scorer):
     Poisson amplitude noise is ≈ 1/2 per pixel (√I ± 1/2) whatever I, so by Parseval the relative
     object error is ≤ sqrt(n_pix / (4 n_photons)) = sqrt(32³ / 4e8) ≈ 0.009 at 1e8 photons
     (0.003 at 1e9); the support projection keeps only a fraction of it. Bounds: 0.03 rad, 3 %.
+    The bound is on a converged start; see ``NOISE_STARTS`` for why 16 starts (≈2 s each on 32³).
     """
     scale = photons / intensity.sum()
     noisy = np.random.default_rng(1).poisson(intensity * scale).astype(float)
-    result = phase_retrieval(noisy, None, recipe="paper", n_starts=4, seed=0)
+    result = phase_retrieval(noisy, None, recipe="paper", n_starts=NOISE_STARTS, seed=0)
     phase_rms, amp_err = scorer(result.obj / np.sqrt(scale), result.support, crystal)
     assert phase_rms < 0.03
     assert amp_err < 0.03

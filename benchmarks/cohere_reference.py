@@ -208,8 +208,8 @@ def compare_all(runs: dict[str, dict], out: Path) -> None:
         agr = agreement(a["obj"], a["support"], b["obj"], b["support"])
         rows.append({"obj": name_a, "reference": name_b, **agr.__dict__})
         print(f"pair | {name_a} → {name_b} | correlation {agr.correlation:.4f} | Dice {agr.dice:.3f} | "
-              f"phase RMS {agr.phase_rms_rad:.3f} rad | twin {agr.twin} | shift {np.round(agr.shift_vox, 2)}",
-              flush=True)
+              f"phase RMS {agr.phase_rms_rad:.3f} rad (core {agr.phase_rms_core_rad:.3f}) | twin {agr.twin} | "
+              f"shift {np.round(agr.shift_vox, 2)}", flush=True)
     for name, run in runs.items():
         print(f"time | {name} | {float(run['seconds']):.0f} s | Fourier error {float(run['fourier_error']):.4f} | "
               f"support {int(np.sum(run['support']))} voxels")

@@ -64,11 +64,12 @@ def test_agreement_of_a_twinned_shifted_copy_and_of_a_different_object():
     copy_sup = fourier_shift(invert_about_centre(sup).astype(float), (2.3, -1.0, 0.6)) > 0.5
     agr = agreement(copy, copy_sup, truth, sup)
     assert agr.twin and agr.correlation > 0.999 and agr.dice > 0.97 and agr.phase_rms_rad < 0.02
+    assert agr.phase_rms_core_rad < 0.02 and agr.n_common > 0.9 * sup.sum()
     # Same support, phase changed by a 1-rad-scale field: correlation and phase RMS must show it.
     z, y, x = np.meshgrid(*[np.arange(n) - n // 2 for n in SHAPE], indexing="ij")
     other = np.abs(truth) * np.exp(1j * (np.angle(truth) + 1.0 * np.cos(x / 3.0)))
     worse = agreement(other, sup, truth, sup)
-    assert worse.correlation < 0.9 and worse.phase_rms_rad > 0.3
+    assert worse.correlation < 0.9 and worse.phase_rms_rad > 0.3 and worse.phase_rms_core_rad > 0.3
     with pytest.raises(ValueError, match="support"):
         agreement(copy, np.zeros(SHAPE, bool), truth, sup)
 

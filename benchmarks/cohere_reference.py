@@ -75,14 +75,20 @@ def raw_prepared(scan_dir: Path, size: int) -> tuple[np.ndarray, np.ndarray, str
 
 
 def load_prepared(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str]:
-    """The prepared array: a dataset file written by ``dynbcdi prepare`` or the raw scan."""
+    """The prepared array (a dataset file written by ``dynbcdi prepare``, or the raw scan), with
+    values ≤ ``args.threshold`` set to 0 (cohere-conf/config_data's ``intensity_threshold``; 0 = off)."""
     if args.dataset is None:
-        return raw_prepared(Path(args.scan_dir), args.size)
-    from dynbcdi.io.dataset import load_dataset
+        intensity, valid, what = raw_prepared(Path(args.scan_dir), args.size)
+    else:
+        from dynbcdi.io.dataset import load_dataset
 
-    ds = load_dataset(args.dataset)
-    valid = np.broadcast_to(ds.valid, ds.intensity.shape).copy()
-    return np.asarray(ds.intensity, float), valid, f"dataset {args.dataset}"
+        ds = load_dataset(args.dataset)
+        valid = np.broadcast_to(ds.valid, ds.intensity.shape).copy()
+        intensity, what = np.asarray(ds.intensity, float), f"dataset {args.dataset}"
+    if args.threshold > 0:
+        intensity = np.where(intensity <= args.threshold, 0.0, intensity)
+        what += f", values <= {args.threshold:g} set to 0"
+    return intensity, valid, what
 
 
 def cohere_params(config_rec: Path) -> dict:
@@ -175,6 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", help="dataset file written by `dynbcdi prepare` (default: the raw scan)")
     parser.add_argument("--scan-dir", default=str(SCAN))
     parser.add_argument("--size", type=int, default=128, help="detector crop, pixels (raw scan only)")
+    parser.add_argument("--threshold", type=float, default=0.0,
+                        help="set intensities <= this to 0 for both codes (cohere-conf: 6; default off)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--codes", nargs="+", default=["cohere", *RECIPES], choices=["cohere", *RECIPES])
     parser.add_argument("--out", default="bench_cohere_out", help="folder for the runs (reused when present)")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import xrayutilities as xu
 
-from dynbcdi.geometry import BEAMLINES, GridFrame, aps34idc_geometry, diffractometer_geometry, generic_geometry
+from dynbcdi.geometry import DIFFRACTOMETERS, GridFrame, aps34idc_geometry, diffractometer_geometry, generic_geometry
 
 LAB = GridFrame(x=np.array([1.0, 0, 0]), y=np.array([0, 1.0, 0]), z=np.array([0, 0, 1.0]))
 SHAPE, PIXEL, DIST = (32, 40), 55e-6, 2.5  # small crop of the Timepix at the paper's 2.5 m
@@ -50,7 +50,7 @@ def test_q_matches_xrayutilities(delta, gamma):
     energy = 9000.0
     scan = np.radians(np.linspace(-0.3, 0.3, 5))
     g = geo34(delta, gamma, scan, energy=energy)
-    p = BEAMLINES["34idc"]
+    p = DIFFRACTOMETERS["34idc"]
     qc = xu.experiment.QConversion(p.sample_circles, p.detector_circles, p.incident_dir, en=energy)
     qc.init_area(*p.pixel_directions, cch1=SHAPE[0] // 2, cch2=SHAPE[1] // 2, Nch1=SHAPE[0], Nch2=SHAPE[1],
                  distance=DIST, pwidth1=PIXEL, pwidth2=PIXEL)
@@ -114,7 +114,7 @@ def test_bad_distances_and_names(scan):
     with pytest.raises(ValueError, match="direct beam"):
         aps34idc_geometry(9000.0, 0.0, 0.0, scan, SHAPE, PIXEL, DIST)
     with pytest.raises(ValueError, match="unknown diffractometer"):
-        diffractometer_geometry("id01", 9000.0, {"delta": 0.5}, scan, SHAPE, PIXEL, DIST)
+        diffractometer_geometry("esrf_id99", 9000.0, {"delta": 0.5}, scan, SHAPE, PIXEL, DIST)
     with pytest.raises(ValueError, match="unknown detector angles"):
         diffractometer_geometry("34idc", 9000.0, {"delta": 0.5, "gamma": 0.0, "nu": 1.0}, scan, SHAPE, PIXEL, DIST)
 
@@ -128,3 +128,30 @@ def test_stored_angles_increase_glancing_angle(delta, scan):
     order = np.argsort(g.rocking_angles_rad)  # for δ < 0 the stored angles are −(motor offsets)
     assert np.all(np.diff(glancing[order]) > 0)
     assert np.all(np.sign(g.rocking_angles_rad) == (1 if delta > 0 else -1) * np.sign(scan))
+
+
+@pytest.mark.parametrize("name,rocking,detector", [
+    ("id01", "eta", {"nu": 8.0, "delta": 30.0}),
+    ("p10", "om", {"gam": 6.0, "del": 31.0}),
+])
+def test_other_presets_match_xrayutilities(name, rocking, detector):
+    """ID01 and P10 presets: per-pixel q against xrayutilities QConversion with the same circles.
+
+    The rocking circle sits inside the outer circle (mu = 0), the other sample circles at 0.
+    Same tolerance as for 34-ID-C (1e-9 relative, λ constants).
+    """
+    energy = 9000.0
+    p = DIFFRACTOMETERS[name]
+    scan = np.radians(np.linspace(-0.3, 0.3, 5))
+    g = diffractometer_geometry(p, energy, {k: np.radians(v) for k, v in detector.items()}, scan, SHAPE, PIXEL,
+                                DIST, rocking_circle=rocking, sample_angles_rad={"mu": 0.0})
+    qc = xu.experiment.QConversion(p.sample_circles, p.detector_circles, p.incident_dir, en=energy)
+    qc.init_area(*p.pixel_directions, cch1=SHAPE[0] // 2, cch2=SHAPE[1] // 2, Nch1=SHAPE[0], Nch2=SHAPE[1],
+                 distance=DIST, pwidth1=PIXEL, pwidth2=PIXEL)
+    sample = [np.degrees(scan) if n == rocking else 0.0 for n in p.sample_names]
+    xu_q = np.stack(qc.area(*sample, *(detector[n] for n in p.detector_names)), axis=-1) * 1e10
+    j, r, c = np.meshgrid(np.arange(scan.size), np.arange(SHAPE[0]), np.arange(SHAPE[1]), indexing="ij")
+    if g.rocking_angles_rad[-1] < 0:  # motor sense decreases the glancing angle: stored as −axis, −angles
+        np.testing.assert_allclose(g.rocking_angles_rad, -scan, atol=0)
+    ours = g.q_of_index(j, r, c, frame=LAB) + g.h
+    np.testing.assert_allclose(ours, xu_q, rtol=0, atol=1e-9 * np.linalg.norm(g.h))

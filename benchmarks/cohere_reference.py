@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import io
 import itertools
 import json
@@ -53,25 +52,24 @@ RECIPES = {
 
 
 def raw_prepared(scan_dir: Path, size: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """(intensity (N, rows, cols), valid, description) from the raw TIFF frames of scan 54.
+    """(intensity (N, rows, cols), valid, description) of scan 54 by ``dynbcdi.prepare.prepare_dataset``.
 
-    Frames are read transposed (cohere's 34-ID-C orientation); ``dark.tif`` is a bad-pixel map
-    (masked, not subtracted); ``whitefield.tif`` is the 512×512 detector, the frames are its
-    [0:256, 0:256] region; ``size``×``size`` crop centred on the peak.
+    The 34-ID-C reader reads the frames transposed (cohere's orientation) and cuts the 512×512 dark
+    and white field to the frames' region; ``prepare`` takes the 13-pixel dark for a bad-pixel map
+    (masked, not subtracted), divides by the flat and crops ``size``×``size`` around the peak, all 201
+    frames kept: the same call as ``dynbcdi prepare --beamline 34idc ... --crop size size``.
     """
-    import tifffile
+    from dynbcdi.io.readers.base import SourceConfig
+    from dynbcdi.prepare import PrepareConfig, ReflectionConfig, prepare_dataset
 
-    from dynbcdi.io.beamline import prepare_stack
-
-    files = sorted(glob.glob(str(scan_dir / "exp_data" / "Staff20-1a_S0054" / "*.tif")))
-    if not files:
-        raise FileNotFoundError(f"{scan_dir}: no scan-54 TIFF frames found")
-    stack = np.stack([tifffile.imread(f).T for f in files]).astype(np.float64)
-    bad = tifffile.imread(scan_dir / "dark.tif")[0:256, 0:256].T
-    flat = tifffile.imread(scan_dir / "whitefield.tif")[0:256, 0:256].T
-    intensity, valid, *_ = prepare_stack(stack, 0.005 * np.arange(len(files)), mask=bad, flat=flat,
-                                         roi="auto", roi_size=(size, size))
-    return intensity, np.broadcast_to(valid, intensity.shape).copy(), f"raw TIFFs, {len(files)} frames, {size}² crop"
+    if not (scan_dir / "example.spec").is_file():
+        raise FileNotFoundError(f"{scan_dir}: scan 54 (example.spec) not found")
+    source = SourceConfig(beamline="34idc", path=str(scan_dir / "exp_data" / "Staff20-1a_S0054"), scan=54,
+                          spec_file=str(scan_dir / "example.spec"), dark=str(scan_dir / "dark.tif"),
+                          flat=str(scan_dir / "whitefield.tif"))
+    ds = prepare_dataset(source, ReflectionConfig(material="Au", hkl=(1, 1, 1)), PrepareConfig(crop_shape=(size, size)))
+    valid = np.broadcast_to(ds.valid, ds.intensity.shape).copy()
+    return np.asarray(ds.intensity, float), valid, f"dynbcdi.prepare of scan 54, {size}² crop"
 
 
 def load_prepared(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, str]:
@@ -180,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", help="dataset file written by `dynbcdi prepare` (default: the raw scan)")
     parser.add_argument("--scan-dir", default=str(SCAN))
-    parser.add_argument("--size", type=int, default=128, help="detector crop, pixels (raw scan only)")
+    parser.add_argument("--size", type=int, default=128, help="detector crop around the peak, raw pixels")
     parser.add_argument("--threshold", type=float, default=0.0,
                         help="set intensities <= this to 0 for both codes (cohere-conf: 6; default off)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

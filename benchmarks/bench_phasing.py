@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dynbcdi.phasing import phase_retrieval, twin_image
+from dynbcdi.analysis import twin
+from dynbcdi.phasing import phase_retrieval
 
 
 def crystal(n: int) -> np.ndarray:
@@ -66,7 +67,7 @@ def fourier_error(obj: np.ndarray, amplitude_centred: np.ndarray) -> float:
 def truth_errors(obj: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     """(phase RMS rad on |truth| > 0.5, relative amplitude error) after the best of obj/twin/conj/flip."""
     best = None
-    for candidate in (obj, twin_image(obj), np.conj(obj), obj[::-1, ::-1, ::-1]):
+    for candidate in (obj, twin(obj), np.conj(obj), obj[::-1, ::-1, ::-1]):
         corr = np.fft.ifftn(np.fft.fftn(candidate) * np.conj(np.fft.fftn(truth)))
         peak = np.max(np.abs(corr))
         if best is None or peak > best[0]:

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from dynbcdi.analysis import align_to, compare, fourier_shift, isosurface, support_from_amplitude, twin
+from dynbcdi.analysis import (agreement, align_to, compare, fourier_shift, invert_about_centre, isosurface,
+                              support_from_amplitude, twin)
 
 SHAPE = (32, 32, 32)
 
@@ -34,6 +35,43 @@ def test_align_detects_twin():
     truth, _ = _blob()
     res = align_to(fourier_shift(twin(truth), (1.0, 0.0, -2.0)), truth, upsample=10)
     assert res.twin and res.correlation > 0.99
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 16), (15, 16, 17)])
+def test_twin_convention_on_the_centred_fft_grid(shape):
+    rng = np.random.default_rng(0)
+    obj = rng.normal(size=shape) + 1j * rng.normal(size=shape)
+
+    def intensity(o):
+        return np.abs(np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(o)))) ** 2
+
+    # Same centred intensity exactly (even and odd sizes) and an involution.
+    np.testing.assert_allclose(intensity(twin(obj)), intensity(obj), rtol=1e-10)
+    np.testing.assert_array_equal(twin(twin(obj)), obj)
+    # The centre convention: inversion about index N//2, so the origin voxel stays put and its
+    # value is conjugated; index N//2 + k goes to N//2 − k.
+    centre = tuple(n // 2 for n in shape)
+    assert twin(obj)[centre] == np.conj(obj[centre])
+    probe = tuple(c + 1 for c in centre)
+    assert twin(obj)[tuple(c - 1 for c in centre)] == np.conj(obj[probe])
+    support = np.abs(obj) > 1
+    np.testing.assert_array_equal(invert_about_centre(support), np.abs(twin(obj)) > 1)
+
+
+def test_agreement_of_a_twinned_shifted_copy_and_of_a_different_object():
+    truth, sup = _blob()
+    copy = fourier_shift(twin(truth), (2.3, -1.0, 0.6)) * np.exp(-1.1j)
+    copy_sup = fourier_shift(invert_about_centre(sup).astype(float), (2.3, -1.0, 0.6)) > 0.5
+    agr = agreement(copy, copy_sup, truth, sup)
+    assert agr.twin and agr.correlation > 0.999 and agr.dice > 0.97 and agr.phase_rms_rad < 0.02
+    assert agr.phase_rms_core_rad < 0.02 and agr.n_common > 0.9 * sup.sum()
+    # Same support, phase changed by a 1-rad-scale field: correlation and phase RMS must show it.
+    z, y, x = np.meshgrid(*[np.arange(n) - n // 2 for n in SHAPE], indexing="ij")
+    other = np.abs(truth) * np.exp(1j * (np.angle(truth) + 1.0 * np.cos(x / 3.0)))
+    worse = agreement(other, sup, truth, sup)
+    assert worse.correlation < 0.9 and worse.phase_rms_rad > 0.3 and worse.phase_rms_core_rad > 0.3
+    with pytest.raises(ValueError, match="support"):
+        agreement(copy, np.zeros(SHAPE, bool), truth, sup)
 
 
 def test_compare_keeps_ramp_unless_asked():

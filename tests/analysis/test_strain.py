@@ -83,6 +83,10 @@ def test_unwrap_and_ramp_removal_recover_known_ramp():
     flat, ramp = remove_phase_ramp(unwrapped, sup, SPACING)
     # Pure plane + exact unwrapping: only rounding error remains.
     np.testing.assert_allclose(ramp.gradient, grad, rtol=1e-8)
+    # Convention: gradient in rad/m as (x, y, z) components, plane measured from index N//2 (the
+    # offset is the plane's value there, up to the 2π the unwrapping may add).
+    assert np.angle(np.exp(1j * (ramp.offset_rad - offset))) == pytest.approx(0.0, abs=1e-8)
+    np.testing.assert_allclose(ramp.evaluate(SHAPE, SPACING)[sup] - ramp.offset_rad, true_phase[sup] - offset, atol=1e-6)
     assert np.max(np.abs(flat[sup])) < 1e-6
     assert np.all(np.isnan(unwrapped[~sup]))
 

@@ -1,7 +1,17 @@
 """Analysis of reconstructions: displacement, strain, supports, alignment and error metrics."""
 
-from dynbcdi.analysis.metrics import (AlignmentResult, ComparisonMetrics, align_to, compare, fourier_shift, metrics_of,
-                                     twin)
+from dynbcdi.analysis.metrics import (
+    Agreement,
+    AlignmentResult,
+    ComparisonMetrics,
+    agreement,
+    align_to,
+    compare,
+    fourier_shift,
+    invert_about_centre,
+    metrics_of,
+    twin,
+)
 from dynbcdi.analysis.strain import (
     PhaseRamp,
     StrainResult,
@@ -14,15 +24,18 @@ from dynbcdi.analysis.strain import (
 from dynbcdi.analysis.support import Isosurface, isosurface, support_from_amplitude
 
 __all__ = [
+    "Agreement",
     "AlignmentResult",
     "ComparisonMetrics",
     "Isosurface",
     "PhaseRamp",
     "StrainResult",
+    "agreement",
     "align_to",
     "compare",
     "displacement",
     "fourier_shift",
+    "invert_about_centre",
     "isosurface",
     "metrics_of",
     "remove_phase_ramp",

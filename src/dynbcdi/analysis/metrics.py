@@ -26,7 +26,8 @@ from dynbcdi.analysis.strain import (
     unwrap_phase,
 )
 
-__all__ = ["AlignmentResult", "ComparisonMetrics", "twin", "fourier_shift", "align_to", "compare"]
+__all__ = ["AlignmentResult", "Agreement", "ComparisonMetrics", "agreement", "align_to", "compare", "fourier_shift",
+           "invert_about_centre", "metrics_of", "twin"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class AlignmentResult:
 
     obj : (Z, Y, X) complex, shifted, possibly twinned, global phase removed.
     shift_vox : (3,) float, (z, y, x) shift applied to the (possibly twinned) input, voxels.
-    twin : True when the twin conj(obj[::-1, ::-1, ::-1]) matched better.
+    twin : True when the twin (:func:`twin`) matched better.
     phase_offset_rad : global phase removed, rad.
     correlation : |Σ obj·conj(ref)| / (‖obj‖ ‖ref‖) after alignment, in [0, 1].
     """
@@ -80,9 +81,25 @@ class ComparisonMetrics:
         return d
 
 
+def invert_about_centre(array: np.ndarray) -> np.ndarray:
+    """array(−r), r measured from the centre index N//2 of every axis (any dtype, any ndim).
+
+    Index i maps to 2(N//2) − i (mod N): a flip plus a roll of 1 for even N, a flip alone for odd N,
+    so an object centred at N//2 stays centred there.
+    """
+    array = np.asarray(array)
+    flipped = array[(slice(None, None, -1),) * array.ndim]
+    return np.roll(flipped, tuple(1 - n % 2 for n in array.shape), axis=tuple(range(array.ndim)))
+
+
 def twin(obj: np.ndarray) -> np.ndarray:
-    """The twin image conj(obj(−r)), (Z, Y, X) complex; same diffraction intensity as ``obj``."""
-    return np.conj(np.asarray(obj)[::-1, ::-1, ::-1])
+    """The twin image conj(obj(−r)), inverted about the centre index N//2 of every axis.
+
+    The one twin convention of dynbcdi. obj : (Z, Y, X) complex, centred (origin at N//2, the
+    convention of :func:`dynbcdi.phasing.phase_retrieval`). On that centred FFT grid
+    |fftshift(fftn(ifftshift(twin(obj))))| equals the same of ``obj`` exactly, and twin(twin(obj)) is obj.
+    """
+    return np.conj(invert_about_centre(obj))
 
 
 def fourier_shift(obj: np.ndarray, shift_vox) -> np.ndarray:
@@ -133,6 +150,72 @@ def align_to(
     shifted, shift, is_twin, corr, offset = best
     aligned = (shifted * np.exp(-1j * offset)).astype(obj.dtype if np.iscomplexobj(obj) else np.complex64)
     return AlignmentResult(obj=aligned, shift_vox=shift, twin=is_twin, phase_offset_rad=offset, correlation=corr)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How well two reconstructions of the same data agree after :func:`align_to`.
+
+    correlation : |⟨obj, ref⟩| / (‖obj‖ ‖ref‖) over the union of the two (aligned) supports, in [0, 1].
+    dice : support overlap 2|A ∩ B| / (|A| + |B|), in [0, 1].
+    phase_rms_rad : RMS of the wrapped phase difference angle(obj·conj(ref)) over the common
+        support, after the common-support global phase is removed, rad.
+    phase_rms_core_rad : the same over the common-support voxels where both amplitudes exceed
+        ``core`` × their maximum (the weak surface voxels have an ill-defined phase), rad.
+    shift_vox, twin : the alignment applied to ``obj`` ((z, y, x) voxels after the twin).
+    n_union, n_common : voxels in the union and in the intersection of the supports.
+    """
+
+    correlation: float
+    dice: float
+    phase_rms_rad: float
+    phase_rms_core_rad: float
+    shift_vox: tuple[float, float, float]
+    twin: bool
+    n_union: int
+    n_common: int
+
+
+def agreement(
+    obj: np.ndarray,
+    support: np.ndarray,
+    reference: np.ndarray,
+    reference_support: np.ndarray,
+    upsample: int = 20,
+    core: float = 0.2,
+) -> Agreement:
+    """Align ``obj`` onto ``reference`` (translation, twin, global phase) and measure their agreement.
+
+    obj, reference : (Z, Y, X) complex of equal shape; support, reference_support : (Z, Y, X) bool,
+    each code's own final support. ``support`` undergoes the same twin inversion and (Fourier,
+    sub-voxel) shift as ``obj`` and is thresholded back at 0.5. upsample : 1/precision of the
+    translation, voxels. core : amplitude fraction defining the core for ``phase_rms_core_rad``.
+    """
+    support = check_support(support, np.shape(obj))
+    reference_support = check_support(reference_support, np.shape(reference))
+    al = align_to(obj, reference, upsample=upsample)
+    moved = invert_about_centre(support) if al.twin else support
+    moved = fourier_shift(moved.astype(float), al.shift_vox) > 0.5
+    union, common = moved | reference_support, moved & reference_support
+    a, b = al.obj[union].astype(np.complex128), np.asarray(reference)[union].astype(np.complex128)
+    norm = np.linalg.norm(a) * np.linalg.norm(b)
+    corr = float(abs(np.vdot(b, a)) / norm) if norm > 0 else 0.0
+    reference = np.asarray(reference)
+    amp_obj, amp_ref = np.abs(al.obj), np.abs(reference)
+    inner = common & (amp_obj > core * amp_obj.max()) & (amp_ref > core * amp_ref.max())
+    dice = 2 * int(common.sum()) / (int(moved.sum()) + int(reference_support.sum()))
+    return Agreement(correlation=corr, dice=float(dice), phase_rms_rad=_phase_rms(al.obj, reference, common),
+                     phase_rms_core_rad=_phase_rms(al.obj, reference, inner),
+                     shift_vox=tuple(float(v) for v in al.shift_vox), twin=al.twin,
+                     n_union=int(union.sum()), n_common=int(common.sum()))
+
+
+def _phase_rms(obj: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
+    """RMS of angle(obj·conj(ref)) on ``mask`` after removing its own global phase; NaN if empty."""
+    if not mask.any():
+        return float("nan")
+    diff = obj[mask] * np.conj(reference[mask])
+    return float(np.sqrt(np.mean(np.angle(diff * np.exp(-1j * np.angle(diff.sum()))) ** 2)))
 
 
 def _rms(values: np.ndarray) -> float:

@@ -1,8 +1,11 @@
-"""Post-processing of a phase-retrieval result: twin image, centring, phase offset and ramp.
+"""Post-processing of a phase-retrieval result: centring, phase offset and twin choice.
 
 Every function takes centred 3-D arrays (origin at index N//2 of each axis) and returns new arrays.
 The three ambiguities that the intensity cannot fix are: a global phase, a translation (integer
-shifts are exact symmetries of |FFT|²) and the twin image conj(obj(−r)).
+shifts are exact symmetries of |FFT|²) and the twin image conj(obj(−r)). The twin itself
+(:func:`dynbcdi.analysis.twin`, inversion about N//2) and the phase ramp
+(:func:`dynbcdi.analysis.remove_phase_ramp`, rad/m, (x, y, z) components) live in
+:mod:`dynbcdi.analysis`, one convention each.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage
 
-from dynbcdi.analysis import fourier_shift
+from dynbcdi.analysis import fourier_shift, invert_about_centre, twin
 
 
 def _check_pair(obj: np.ndarray, support: np.ndarray | None) -> np.ndarray:
@@ -25,18 +28,6 @@ def _check_pair(obj: np.ndarray, support: np.ndarray | None) -> np.ndarray:
     if not support.any():
         raise ValueError("support is empty")
     return support
-
-
-def invert_about_centre(array: np.ndarray) -> np.ndarray:
-    """array(−r) about the centre index N//2 of every axis (any dtype)."""
-    # Index i maps to 2(N//2) − i: a flip plus a roll of 1 for even N, a flip alone for odd N.
-    shifts = tuple(1 - n % 2 for n in array.shape)
-    return np.roll(array[::-1, ::-1, ::-1], shifts, axis=(0, 1, 2))
-
-
-def twin_image(obj: np.ndarray) -> np.ndarray:
-    """conj(obj(−r)) about the centre index N//2 of every axis (same |FFT|², exactly)."""
-    return np.conj(invert_about_centre(obj))
 
 
 def center_support(
@@ -66,40 +57,10 @@ def remove_phase_offset(obj: np.ndarray, support: np.ndarray | None = None) -> n
     return obj * np.exp(-1j * np.angle(total)) if total != 0 else obj.copy()
 
 
-def phase_ramp(obj: np.ndarray, support: np.ndarray | None = None) -> np.ndarray:
-    """Mean phase gradient (rad per voxel along axes 0, 1, 2) inside the support.
-
-    Uses arg Σ obj(r + e_k) conj(obj(r)) over neighbour pairs inside the support, which needs no
-    phase unwrapping and weights each pair by its amplitudes (robust near the surface).
-    """
-    support = _check_pair(obj, support)
-    ramp = np.zeros(3)
-    for axis in range(3):
-        lead = [slice(None)] * 3
-        lag = [slice(None)] * 3
-        lead[axis], lag[axis] = slice(1, None), slice(None, -1)
-        pair = support[tuple(lead)] & support[tuple(lag)]
-        ramp[axis] = np.angle(np.sum((obj[tuple(lead)] * np.conj(obj[tuple(lag)]))[pair]))
-    return ramp
-
-
-def remove_phase_ramp(obj: np.ndarray, support: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Remove the linear phase (:func:`phase_ramp`) about the array centre, then the phase offset.
-
-    A linear phase is a shift of the Bragg peak off the array centre (e.g. a mis-centred data set).
-    Returns (corrected obj, ramp in rad/voxel along axes 0, 1, 2).
-    """
-    support = _check_pair(obj, support)
-    ramp = phase_ramp(obj, support)
-    grids = np.meshgrid(*[np.arange(n) - n // 2 for n in obj.shape], indexing="ij")
-    plane = sum(g * r for g, r in zip(grids, ramp))
-    return remove_phase_offset(obj * np.exp(-1j * plane), support), ramp
-
-
 def remove_twin(
     obj: np.ndarray, support: np.ndarray | None = None, reference: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Choose between ``obj`` and its twin; return (obj, support, flipped).
+    """Choose between ``obj`` and its twin (:func:`dynbcdi.analysis.twin`); return (obj, support, flipped).
 
     With a ``reference`` (bool support or complex object, same shape, centred): keep the candidate
     whose support (after centring) overlaps the reference support more; ties → the candidate with
@@ -108,7 +69,7 @@ def remove_twin(
     third central moments along the three axes, so that repeated runs agree with one another.
     """
     support = _check_pair(obj, support)
-    candidates = [center_support(obj, support), center_support(twin_image(obj), invert_about_centre(support))]
+    candidates = [center_support(obj, support), center_support(twin(obj), invert_about_centre(support))]
     if reference is None:
         scores = [_skewness(s) for _, s in candidates]
     else:

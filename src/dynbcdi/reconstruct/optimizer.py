@@ -33,7 +33,7 @@ from dynbcdi.distributed.parallel import broadcast_parameters, reduce_gradients,
 from dynbcdi.forward.measurement import MeasurementModel, MeasurementTerms
 from dynbcdi.forward.terms import TermOptions
 from dynbcdi.reconstruct.checkpoint import load_checkpoint, save_checkpoint
-from dynbcdi.reconstruct.config import ReconstructionConfig, TermConfig
+from dynbcdi.reconstruct.config import ReconstructionConfig, StoppingConfig, TermConfig
 from dynbcdi.reconstruct.evaluate import FitStatistics, fit_statistics, free_pixel_mask
 from dynbcdi.reconstruct.loss import amplitude_loss, atv, poisson_loss
 from dynbcdi.reconstruct.parameters import CrystalParameters, ForwardFn, estimate_log_scale, init_parameters
@@ -171,6 +171,17 @@ def reconstruct(intensity: np.ndarray, valid: np.ndarray, dq: np.ndarray, model:
         state = load_checkpoint(checkpoint_dir, device=run.device) if run.comm.is_main else None
         run.load_state(run.comm.broadcast_object(state, device=run.device))
     return run.loop(checkpoint_dir, progress, callback, evaluate)
+
+
+def smoothed_converged(losses: np.ndarray, stopping: StoppingConfig) -> bool:
+    """The stopping rule on epoch losses (epochs,): after ``max(min_epochs, 2·window)`` epochs, the
+    mean losses of the last two windows differ by at most ``tol`` (relative). Two-sided: a rising
+    loss (too large a step) is not convergence. NaN epochs (rolled back) are skipped."""
+    w = stopping.window
+    if len(losses) < max(stopping.min_epochs, 2 * w):
+        return False
+    prev, last = np.nanmean(losses[-2 * w:-w]), np.nanmean(losses[-w:])
+    return bool(abs(prev - last) <= stopping.tol * abs(prev))
 
 
 class _Run:
@@ -314,15 +325,9 @@ class _Run:
         log.debug("epoch %d: shrink-wrap support %d voxels", self.epoch, int(self.params.support.sum()))
 
     def _converged(self) -> bool:
-        """Smoothed rule: the mean losses of the last two windows differ by at most tol (relative);
-        see :class:`StoppingConfig`. Two-sided: a rising loss (too large a step) is not convergence."""
         st = self.config.stopping
         series = self.history.free_loss if (st.loss == "free" and self.has_free) else self.history.loss
-        w = st.window
-        if self.epoch < max(st.min_epochs, 2 * w):
-            return False
-        prev, last = np.nanmean(series[-2 * w:-w]), np.nanmean(series[-w:])
-        return bool(abs(prev - last) <= st.tol * abs(prev))
+        return smoothed_converged(series, st)
 
     def _after_epoch(self, losses: tuple[float, float], t0: float, progress: ProgressFn | None) -> None:
         self.epoch += 1

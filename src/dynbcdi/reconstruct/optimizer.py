@@ -253,9 +253,11 @@ class _Run:
 
     def _rollback(self, reason: str) -> None:
         self._restore(self.good)
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(copy.deepcopy(self.good["optimizer"]))
-        for group in self.optimizer.param_groups:
-            group["lr"] *= 0.5
+        # halve the rates in force (the good state's own would undo earlier halvings)
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = 0.5 * lr
         self.rollbacks += 1
         self.failures_in_row += 1
         log.warning("epoch %d: %s; rolled back to the last good state, lr halved to %.3g",

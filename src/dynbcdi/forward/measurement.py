@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .terms import Background, CoherenceBlur, FrameScale, RockingOffset, Term, TermOptions
+from .terms import Background, CoherenceBlur, DeadTime, FrameScale, RockingOffset, Term, TermOptions
 
 __all__ = ["MeasurementModel", "MeasurementTerms"]
 
@@ -30,7 +30,8 @@ class MeasurementTerms:
 
     rocking / rocking_per_frame: global and per-frame rocking offsets (:class:`RockingOffset`);
     scale: the global log-scale; frame_scale: per-frame scales (:class:`FrameScale`, max_rel bound);
-    background (+ background_init photons); blur (+ blur_init_px, :class:`CoherenceBlur`).
+    background (+ background_init photons); blur (+ blur_init_px, :class:`CoherenceBlur`);
+    deadtime (+ deadtime_init, the fractional count loss at the reference photons, :class:`DeadTime`).
     """
 
     rocking: TermOptions = field(default_factory=TermOptions)
@@ -42,6 +43,8 @@ class MeasurementTerms:
     background_init: float = 0.0
     blur: TermOptions = field(default_factory=TermOptions)
     blur_init_px: float = 0.0
+    deadtime: TermOptions = field(default_factory=TermOptions)
+    deadtime_init: float = 0.0
 
 
 class MeasurementModel(torch.nn.Module):
@@ -50,11 +53,12 @@ class MeasurementModel(torch.nn.Module):
     physics : ``physics(S, dq_batch) -> (B, R, C)`` unscaled intensity (a ForwardModel).
     dq : (N, 3) rad/m grid-frame Δq of every frame (kept as buffer ``dq``); step_rad : the rocking
     step in rad (for reporting offsets in rad; 1.0 = offsets reported in steps). terms :
-    :class:`MeasurementTerms`. The real dtype of the parameters is that of ``dq``.
+    :class:`MeasurementTerms`. reference_photons : the dead-time term's reference (the brightest
+    data pixel). The real dtype of the parameters is that of ``dq``.
     """
 
     def __init__(self, physics: PhysicsFn, dq: torch.Tensor, terms: MeasurementTerms | None = None,
-                 step_rad: float = 1.0) -> None:
+                 step_rad: float = 1.0, reference_photons: float = 1.0) -> None:
         super().__init__()
         terms = terms or MeasurementTerms()
         if dq.ndim != 2 or dq.shape[1] != 3:
@@ -67,10 +71,12 @@ class MeasurementModel(torch.nn.Module):
         self.scale = FrameScale(n, dtype, terms.frame_scale, terms.scale, terms.frame_scale_max_rel)
         self.blur = CoherenceBlur(dtype, terms.blur, terms.blur_init_px)
         self.background = Background(dtype, terms.background, terms.background_init)
+        self.deadtime = DeadTime(reference_photons, dtype, terms.deadtime, terms.deadtime_init)
 
     def terms(self) -> dict[str, Term]:
         """The terms by name."""
-        return {"rocking": self.rocking, "scale": self.scale, "blur": self.blur, "background": self.background}
+        return {"rocking": self.rocking, "scale": self.scale, "blur": self.blur, "background": self.background,
+                "deadtime": self.deadtime}
 
     def terms_parameters(self) -> list[torch.Tensor]:
         """Parameters of the terms (not of the physics), in a fixed order."""
@@ -100,7 +106,7 @@ class MeasurementModel(torch.nn.Module):
 
     def forward(self, S: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Expected photons (B, R, C) of frames ``idx`` (B,) long; S (Z, Y, X) complex."""
-        return self.background(self.scale(self.unscaled(S, idx), idx))
+        return self.background(self.deadtime(self.scale(self.unscaled(S, idx), idx)))
 
     def param_groups(self, lr: float) -> list[dict]:
         """Adam parameter groups (one per refined parameter) with ``name`` and ``start_epoch`` keys.
@@ -126,11 +132,14 @@ class MeasurementModel(torch.nn.Module):
 
     def summary(self) -> dict[str, object]:
         """Fitted values in physical units: rocking offset (rad, steps), frame scales (N,), the
-        global scale (photons per model unit), background (photons/pixel), blur σ (rows, cols) px."""
+        global scale (photons per model unit), background (photons/pixel), blur σ (rows, cols) px,
+        dead-time count loss at the reference photons."""
         return {"rocking_offset_rad": self.rocking.global_rad,
                 "rocking_offset_steps": float(self.rocking.global_steps),
                 "frame_offsets_steps": self.rocking.frame_steps.detach().cpu().numpy().copy(),
                 "scale": float(torch.exp(self.scale.log_scale)),
                 "frame_scales": (self.scale.scales() / torch.exp(self.scale.log_scale)).cpu().numpy(),
                 "background": float(self.background.photons),
-                "blur_sigma_px": self.blur.sigma_px().cpu().numpy()}
+                "blur_sigma_px": self.blur.sigma_px().cpu().numpy(),
+                "deadtime_loss_at_ref": float(self.deadtime.loss_at_ref),
+                "deadtime_reference_photons": float(self.deadtime.reference)}

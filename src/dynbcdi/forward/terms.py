@@ -14,7 +14,9 @@ in the order of the measurement equation
 - :class:`FrameScale` g_j = exp(ln g + ln g_j'): the global photons-per-model-unit scale times a
   per-frame factor (incident flux / monitor fluctuations) whose logarithms have zero mean, so the
   global scale and the frame factors are not degenerate;
-- :class:`Background` b ≥ 0: a flat background (photons per pixel and frame).
+- :class:`Background` b ≥ 0: a flat background (photons per pixel and frame);
+- :class:`DeadTime`: the count loss of a photon-counting detector at high rates (non-paralysable,
+  m = n / (1 + a n / I_ref)), applied to the scaled model before the background.
 
 Parametrisations are chosen so that Adam's step (≈ lr, independent of the gradient scale) has a
 sensible size and the gradient does not vanish at the physical boundary: offsets in rocking steps,
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Background", "CoherenceBlur", "FrameScale", "RockingOffset", "TermOptions"]
+__all__ = ["Background", "CoherenceBlur", "DeadTime", "FrameScale", "RockingOffset", "TermOptions"]
 
 
 @dataclass(frozen=True)
@@ -208,3 +210,32 @@ class CoherenceBlur(Term):
     def sigma_px(self) -> torch.Tensor:
         """(2,) blur σ (rows, cols) in pixels."""
         return self.var_px2.detach().clamp(min=0).sqrt()
+
+
+class DeadTime(Term):
+    """Count-rate loss of a photon-counting pixel: m = n / (1 + a·n / I_ref) (non-paralysable
+    dead time τ: a·n/I_ref = n_rate·τ), n the expected photons of a pixel in a frame.
+
+    I_ref : photons (the brightest data pixel, a buffer); parameter ``loss_at_ref`` a ≥ 0, the
+    fractional count loss 1 − m/n ≈ a at I_ref (a = 0: linear detector). With binned pixels a is
+    an effective value (the raw pixels of a bin see different rates).
+    """
+
+    def __init__(self, reference_photons: float, dtype: torch.dtype, options: TermOptions = TermOptions(),
+                 init: float = 0.0) -> None:
+        super().__init__(options)
+        if not reference_photons > 0 or init < 0:
+            raise ValueError(f"DeadTime: reference_photons must be > 0 and init >= 0, got "
+                             f"{reference_photons}, {init}")
+        self.register_buffer("reference", torch.tensor(float(reference_photons), dtype=dtype))
+        self.loss_at_ref = torch.nn.Parameter(torch.tensor(float(init), dtype=dtype))
+
+    def forward(self, D: torch.Tensor) -> torch.Tensor:
+        """Measured counts m (B, R, C) from expected photons D (B, R, C)."""
+        if not self.options.refine and not bool(self.loss_at_ref.detach() != 0):
+            return D
+        return D / (1 + self.loss_at_ref * (D / self.reference))
+
+    @torch.no_grad()
+    def project(self) -> None:  # noqa: D102
+        self.loss_at_ref.clamp_(min=0.0)

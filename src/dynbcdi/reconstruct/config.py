@@ -179,7 +179,9 @@ class TermsConfig:
     position is unknown and refraction moves the peak); rocking_per_frame: one offset per frame;
     frame_scale: per-frame intensity scale (fitted by default for measured data), bounded to
     ±``frame_scale_max_rel``; background: flat background ≥ 0 (photons/pixel); blur: partial
-    coherence as a Gaussian blur of the detector intensity (σ ≥ 0 in pixels).
+    coherence as a Gaussian blur of the detector intensity (σ ≥ 0 in pixels; it also takes up the
+    integration over the pixel area, σ = 1/√12 px for a uniform pixel); deadtime: count-rate loss
+    of a photon-counting detector (init: fractional loss at the brightest data pixel).
     free_fraction: fraction of the valid (frame, row, col) data points held out of the fit (seeded
     by ``free_seed``); their loss and Poisson deviance are reported beside the fitted ones.
     """
@@ -190,6 +192,7 @@ class TermsConfig:
     frame_scale_max_rel: float = 0.25
     background: TermConfig = field(default_factory=lambda: TermConfig(lr_factor=0.1))
     blur: TermConfig = field(default_factory=lambda: TermConfig(lr_factor=0.1))
+    deadtime: TermConfig = field(default_factory=lambda: TermConfig(lr_factor=0.1))
     free_fraction: float = 0.0
     free_seed: int = 0
 

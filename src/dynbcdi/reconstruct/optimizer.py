@@ -135,7 +135,8 @@ def measurement_terms(config: ReconstructionConfig) -> MeasurementTerms:
     return MeasurementTerms(rocking=opts(t.rocking), rocking_per_frame=per_frame,
                             scale=TermOptions(True, oc.lr_scale_factor), frame_scale=opts(t.frame_scale),
                             frame_scale_max_rel=t.frame_scale_max_rel, background=opts(t.background),
-                            background_init=t.background.init, blur=opts(t.blur), blur_init_px=t.blur.init)
+                            background_init=t.background.init, blur=opts(t.blur), blur_init_px=t.blur.init,
+                            deadtime=opts(t.deadtime), deadtime_init=t.deadtime.init)
 
 
 def reconstruct(intensity: np.ndarray, valid: np.ndarray, dq: np.ndarray, model: ForwardFn,
@@ -203,7 +204,8 @@ class _Run:
         dq = torch.as_tensor(data["dq"], dtype=rdtype, device=self.device)
         self.n_angles = dq.shape[0]
         self.measure = MeasurementModel(lambda S, q: model(S.to(cdtype), q), dq, measurement_terms(config),
-                                        rocking_step_rad if rocking_step_rad is not None else 1.0)
+                                        rocking_step_rad if rocking_step_rad is not None else 1.0,
+                                        reference_photons=max(float(data["intensity"].max()), 1.0))
         if isinstance(model, torch.nn.Module):
             model.to(self.device)
             self.measure.add_module("physics_module", model)  # moved and listed with the wrapper

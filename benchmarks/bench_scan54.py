@@ -14,7 +14,8 @@ peak, binned ``--bin``. The kinematic phasing (paper recipe, one start) is cache
 A variant is ``MODEL:START:TERMS``: MODEL ``tte`` or ``kin`` (kinematic model through the same
 optimiser), START ``kin`` (the kinematic result: its amplitude and phase) or ``flat`` (uniform
 amplitude on its 0.4-interior support), TERMS ``none`` or ``+``-joined ``rock`` (global rocking
-offset), ``fs`` (frame scales), ``bg`` (background), ``blur`` (coherence blur), ``poisson`` (loss).
+offset), ``fs`` (frame scales), ``bg`` (background), ``blur`` (coherence blur), ``dt`` (detector
+dead time), ``poisson`` (loss).
 Every variant runs the fixed number of epochs (no early stop) so that rows compare.
 """
 
@@ -99,6 +100,8 @@ def variant_config(terms: str, epochs: int):
             cfg = cfg.with_terms(background=on)
         elif part == "blur":
             cfg = cfg.with_terms(blur=TermConfig(refine=True, lr_factor=0.1, init=0.3))
+        elif part == "dt":
+            cfg = cfg.with_terms(deadtime=on)
         elif part == "poisson":
             cfg = cfg.replace(loss=dataclasses.replace(cfg.loss, kind="poisson"))
         elif part != "none":
@@ -125,7 +128,8 @@ def run_variant(dataset, kin: np.ndarray, variant: str, epochs: int) -> dict:
     return {"variant": variant, "time_s": time.perf_counter() - t0, "s_per_epoch": res.history.records[-1].time_s / res.epochs,
             **fit.as_dict(), "rock_deg": float(np.rad2deg(res.terms["rocking_offset_rad"])),
             "blur_px": res.terms["blur_sigma_px"], "background": res.terms["background"],
-            "frame_scale_std": float(np.std(res.terms["frame_scales"])), "S": res.S}
+            "frame_scale_std": float(np.std(res.terms["frame_scales"])), "S": res.S,
+            "deadtime": res.terms["deadtime_loss_at_ref"]}
 
 
 def path_lengths(support: np.ndarray, spacing_m, k0: np.ndarray, kh: np.ndarray) -> np.ndarray:
@@ -191,7 +195,7 @@ def main() -> None:
           f"1 torch thread, load {load:.1f}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(extinction_comparison(dataset, kin))
     header = ("variant", "loss", "floor", "ratio", "free/floor", "dev fit", "dev free", "dev floor", "rock °",
-              "blur px", "bg", "fs std", "s/epoch")
+              "blur px", "bg", "dead time", "fs std", "s/epoch")
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header), flush=True)
     for variant in args.variants:
         r = run_variant(dataset, kin, variant, args.epochs)
@@ -201,7 +205,7 @@ def main() -> None:
         blur = "/".join(f"{b:.2f}" for b in r["blur_px"])
         print(f"| {variant} | {r['loss_fit']:.4f} | {r['floor_fit']:.4f} | {r['ratio']:.2f} | "
               f"{r['loss_free'] / r['floor_free']:.2f} | {r['deviance_fit']:.3f} | {r['deviance_free']:.3f} | "
-              f"{r['deviance_floor_fit']:.3f} | {r['rock_deg']:+.5f} | {blur} | {r['background']:.3f} | "
+              f"{r['deviance_floor_fit']:.3f} | {r['rock_deg']:+.5f} | {blur} | {r['background']:.3f} | {r['deadtime']:.3f} | "
               f"{r['frame_scale_std']:.3f} | {r['s_per_epoch']:.2f} |", flush=True)
 
 

@@ -19,7 +19,7 @@ import torch
 
 from .terms import Background, CoherenceBlur, DeadTime, FrameScale, RockingOffset, Term, TermOptions
 
-__all__ = ["MeasurementModel", "MeasurementTerms"]
+__all__ = ["MeasurementModel", "MeasurementTerms", "has_dq_gradient"]
 
 PhysicsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -47,6 +47,14 @@ class MeasurementTerms:
     deadtime_init: float = 0.0
 
 
+def has_dq_gradient(physics: object) -> bool:
+    """False for the TTE models (their hand-written adjoint returns no gradient for Δq), True for
+    the others (the kinematic model is differentiable in Δq by autograd)."""
+    from .tte import TTEModel
+
+    return not isinstance(physics, TTEModel)
+
+
 class MeasurementModel(torch.nn.Module):
     """Expected photons of a rocking scan: physics + measurement terms (``torch.nn.Module``).
 
@@ -54,16 +62,20 @@ class MeasurementModel(torch.nn.Module):
     dq : (N, 3) rad/m grid-frame Δq of every frame (kept as buffer ``dq``); step_rad : the rocking
     step in rad (for reporting offsets in rad; 1.0 = offsets reported in steps). terms :
     :class:`MeasurementTerms`. reference_photons : the dead-time term's reference (the brightest
-    data pixel). The real dtype of the parameters is that of ``dq``.
+    data pixel). dq_gradient : whether autograd differentiates ``physics`` with respect to Δq
+    (default :func:`has_dq_gradient`); when not, the rocking offsets get their gradient from a
+    central difference of the physics (±0.05 step, two more forward passes per chunk, only while
+    an offset is refined). The real dtype of the parameters is that of ``dq``.
     """
 
     def __init__(self, physics: PhysicsFn, dq: torch.Tensor, terms: MeasurementTerms | None = None,
-                 step_rad: float = 1.0, reference_photons: float = 1.0) -> None:
+                 step_rad: float = 1.0, reference_photons: float = 1.0, dq_gradient: bool | None = None) -> None:
         super().__init__()
         terms = terms or MeasurementTerms()
         if dq.ndim != 2 or dq.shape[1] != 3:
             raise ValueError(f"dq must have shape (N, 3), got {tuple(dq.shape)}")
         self.physics = physics
+        self.dq_gradient = has_dq_gradient(physics) if dq_gradient is None else bool(dq_gradient)
         self.register_buffer("dq", dq)
         n, dtype = dq.shape[0], dq.dtype
         self.rocking = RockingOffset(dq, step_rad, terms.rocking, per_frame=terms.rocking_per_frame.refine,
@@ -102,7 +114,21 @@ class MeasurementModel(torch.nn.Module):
 
     def unscaled(self, S: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Physics at the offset Δq, blurred: (B, R, C) model units (S (Z, Y, X) complex, idx (B,))."""
-        return self.blur(self.physics(S, self.rocking(self.dq, idx)))
+        return self.blur(self._physics_at_offsets(S, idx))
+
+    def _physics_at_offsets(self, S: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        dq = self.rocking(self.dq, idx)
+        offsets_refined = any(p.requires_grad for p in self.rocking.parameters())
+        if self.dq_gradient or not offsets_refined or not torch.is_grad_enabled():
+            return self.physics(S, dq)
+        D = self.physics(S, dq.detach())
+        with torch.no_grad():  # ∂D/∂δ (per rocking step) by central difference
+            h = 0.05
+            step = self.rocking.dq_per_step[idx]
+            dD = (self.physics(S, dq + h * step) - self.physics(S, dq - h * step)) / (2 * h)
+        offsets = self.rocking.offsets_steps(idx)
+        # value unchanged; gradient with respect to the offsets = Σ grad·∂D/∂δ (straight-through)
+        return D + (offsets - offsets.detach())[:, None, None].to(D.dtype) * dD
 
     def forward(self, S: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Expected photons (B, R, C) of frames ``idx`` (B,) long; S (Z, Y, X) complex."""

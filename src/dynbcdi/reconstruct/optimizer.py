@@ -30,7 +30,7 @@ from scipy.ndimage import gaussian_filter
 
 from dynbcdi.distributed.comm import Communicator, SingleProcess
 from dynbcdi.distributed.parallel import broadcast_parameters, reduce_gradients, reduce_sums
-from dynbcdi.forward.measurement import MeasurementModel, MeasurementTerms
+from dynbcdi.forward.measurement import MeasurementModel, MeasurementTerms, has_dq_gradient
 from dynbcdi.forward.terms import TermOptions
 from dynbcdi.reconstruct.checkpoint import load_checkpoint, save_checkpoint
 from dynbcdi.reconstruct.config import ReconstructionConfig, StoppingConfig, TermConfig
@@ -205,7 +205,8 @@ class _Run:
         self.n_angles = dq.shape[0]
         self.measure = MeasurementModel(lambda S, q: model(S.to(cdtype), q), dq, measurement_terms(config),
                                         rocking_step_rad if rocking_step_rad is not None else 1.0,
-                                        reference_photons=max(float(data["intensity"].max()), 1.0))
+                                        reference_photons=max(float(data["intensity"].max()), 1.0),
+                                        dq_gradient=has_dq_gradient(model))
         if isinstance(model, torch.nn.Module):
             model.to(self.device)
             self.measure.add_module("physics_module", model)  # moved and listed with the wrapper

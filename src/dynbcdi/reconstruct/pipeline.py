@@ -316,10 +316,11 @@ def choose_start(dataset: Any, kinematic_grid: np.ndarray, config: Reconstructio
     twin, flat hull}) at the kinematic result's own position; (2) the best recipe on the kinematic
     result translated by every combination of ``start.subvoxel_shifts``; (3) the other thresholds
     of that recipe at the best translation. Without trial epochs: the single start of ``start``.
-    The translation is harmless: the data do not fix the crystal's position.
+    The translation is harmless: the data do not fix the crystal's position. Default ``start``:
+    :meth:`StartConfig.measured` for a dataset without truth (measured), else :class:`StartConfig`.
     """
     k0, kh = dataset.geometry.beam_directions_grid()
-    start = start or StartConfig()
+    start = start or (StartConfig.measured() if dataset.truth is None else StartConfig())
     kin = np.asarray(kinematic_grid)
     if not start.twin_epochs:
         return start_object(kin, dataset.spacing_m, k0, kh, start)

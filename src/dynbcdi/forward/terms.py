@@ -71,7 +71,10 @@ class RockingOffset(Term):
     steps). Parameters (both in rocking steps, so an Adam step is a fraction of a step):
     ``global_steps`` 0-d, ``frame_steps`` (N,) (only refined with ``per_frame``).
     The linearisation errs by ~δθ²|h|/2 in Δq: 4e2 rad/m for δθ = 0.01° and Au (111), 1e-5 of a
-    typical rocking step in q.
+    typical rocking step in q. Identifiability: in the kinematic model a global offset is exactly a
+    linear phase ramp exp(iδ ∂Δq·r) on S, so only the dynamical model (refraction, extinction: the
+    pattern depends on the absolute deviation from the Bragg angle) fixes it; per-frame offsets are
+    fixed by the shape of each frame relative to its neighbours.
     """
 
     def __init__(self, dq: torch.Tensor, step_rad: float = 1.0, options: TermOptions = TermOptions(),

@@ -12,8 +12,9 @@ transposed; the nominal 0.005° step (the read-backs jitter by 0.12 %); ``--crop
 peak, binned ``--bin``. The kinematic phasing (paper recipe, one start) is cached in ``--cache``.
 
 A variant is ``MODEL:START:TERMS``: MODEL ``tte`` or ``kin`` (kinematic model through the same
-optimiser), START ``kin`` (the kinematic result: its amplitude and phase) or ``flat`` (uniform
-amplitude on its 0.4-interior support), TERMS ``none`` or ``+``-joined ``rock`` (global rocking
+optimiser), START ``kin`` (the kinematic result: its amplitude and phase), ``dil`` (the same, support
+grown by 4 voxels at 10 % amplitude: the measured-data start) or ``flat`` (uniform amplitude on its
+0.4-interior support), TERMS ``none`` or ``+``-joined ``rock`` (global rocking
 offset), ``fs`` (frame scales), ``bg`` (background), ``blur`` (coherence blur), ``dt`` (detector
 dead time), ``poisson`` (loss).
 Every variant runs the fixed number of epochs (no early stop) so that rows compare.
@@ -36,10 +37,11 @@ from dynbcdi.forward.kinematic import KinematicModel
 from dynbcdi.forward.tte import TTEModel
 from dynbcdi.reconstruct import (StartConfig, TermConfig, default_config, kinematic_on_grid, reconstruct,
                                  rocking_step_rad, start_object)
+from dynbcdi.reconstruct.pipeline import amplitude_start
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "aps34idc-scan54"
-DEFAULT_VARIANTS = ("kin:kin:none", "tte:kin:none", "tte:flat:none", "tte:kin:rock", "tte:kin:rock+fs",
-                    "tte:kin:blur", "tte:kin:rock+fs+blur", "tte:kin:rock+fs+bg+blur", "kin:kin:rock+fs+blur")
+DEFAULT_VARIANTS = ("kin:kin:none", "tte:kin:none", "tte:kin:fs", "tte:kin:blur", "tte:kin:fs+blur",
+                    "tte:dil:fs+blur", "kin:dil:fs+blur", "tte:dil:rock+fs+blur")
 
 
 def build_dataset(data: Path, crop: int, bin_px: int):
@@ -116,6 +118,9 @@ def run_variant(dataset, kin: np.ndarray, variant: str, epochs: int) -> dict:
     physics = cls.from_geometry(geo, dataset.reflection, dataset.spacing_m)
     if start_kind == "kin":
         init = kin
+    elif start_kind == "dil":
+        k0, kh = geo.beam_directions_grid()
+        init = amplitude_start(kin, dataset.spacing_m, k0, kh, StartConfig.measured().amplitude_dilate_vox)
     elif start_kind == "flat":
         k0, kh = geo.beam_directions_grid()
         init = start_object(kin, dataset.spacing_m, k0, kh, StartConfig())

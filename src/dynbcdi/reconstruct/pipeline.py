@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "PipelineResult",
     "StartConfig",
+    "amplitude_start",
     "choose_start",
     "default_config",
     "dynamical_from_kinematic",
@@ -104,6 +105,8 @@ class StartConfig:
         cannot tell the twins apart; the TTE pattern can.
     kinematic_amplitude: with ``twin_epochs`` > 0, also try the kinematic result itself (amplitude
         |obj| on its support, unwrapped phase) and its twin as candidates, first (ties keep them).
+    amplitude_dilate_vox: grow the support of those candidates by up to this many voxels
+        (:func:`amplitude_start`).
     hull_flat: with ``twin_epochs`` > 0, also try for each threshold the convex hull with φ = 0 (for
         crystals much thicker than the extinction length, whose kinematic result misses the far
         side: au-cube-200 at 64³ reaches 0.045 rad with it, 1.95 rad without).
@@ -123,6 +126,7 @@ class StartConfig:
     hull_flat: bool = True
     subvoxel_shifts: tuple[float, ...] = (0.0, 0.5)
     kinematic_amplitude: bool = False
+    amplitude_dilate_vox: int = 0
 
     @classmethod
     def measured(cls) -> StartConfig:
@@ -130,15 +134,17 @@ class StartConfig:
         unwrapped phase), its twin and the uniform-amplitude start at ``threshold``, 5 trial epochs
         each; the kinematic amplitude is kept unless the trial losses show a flat start fits better.
         A measured crystal is not the homogeneous one the flat start assumes, and its kinematic
-        result already fixes the sub-voxel position of its soft edges, so no translation search."""
+        result already fixes the sub-voxel position of its soft edges, so no translation search.
+        Its support is grown by 4 voxels (:func:`amplitude_start`): phasing's shrink-wrap cuts the
+        weak parts of a measured crystal (scan 54: 1.70 → 1.53 × the Poisson floor with 2 voxels)."""
         return cls(extra_thresholds=(), twin_epochs=5, hull_flat=False, subvoxel_shifts=(0.0,),
-                   kinematic_amplitude=True)
+                   kinematic_amplitude=True, amplitude_dilate_vox=4)
 
     def __post_init__(self) -> None:
         for value in (self.threshold, *self.extra_thresholds):
             if not 0.0 < value < 1.0:
                 raise ValueError(f"StartConfig thresholds must be in (0, 1), got {value}")
-        if self.dilate_vox < 0 or self.twin_epochs < 0:
+        if self.dilate_vox < 0 or self.twin_epochs < 0 or self.amplitude_dilate_vox < 0:
             raise ValueError(f"StartConfig.dilate_vox and twin_epochs must be >= 0, got "
                              f"{self.dilate_vox}, {self.twin_epochs}")
         if self.phase not in ("flat", "kinematic"):
@@ -363,7 +369,8 @@ def _start_for(kin: np.ndarray, recipe: tuple[float, str], spacing_m: Any, k0: n
     threshold), "twin" (its twin) or "hull" (flat-phase convex hull; None when it would wrap)."""
     threshold, kind = recipe
     if kind in ("amplitude", "amplitude-twin"):
-        return twin_image(kin) if kind == "amplitude-twin" else kin
+        obj = amplitude_start(kin, spacing_m, k0, kh, start.amplitude_dilate_vox)
+        return twin_image(obj) if kind == "amplitude-twin" else obj
     if kind == "hull":
         try:
             return start_object(kin, spacing_m, k0, kh, dataclasses.replace(
@@ -373,6 +380,29 @@ def _start_for(kin: np.ndarray, recipe: tuple[float, str], spacing_m: Any, k0: n
             return None
     obj = start_object(kin, spacing_m, k0, kh, dataclasses.replace(start, threshold=threshold))
     return twin_image(obj) if kind == "twin" else obj
+
+
+def amplitude_start(kinematic_grid: np.ndarray, spacing_m: Any, k0_dir: Any, kh_dir: Any,
+                    dilate_vox: int = 0, rim_amplitude: float = 0.1) -> np.ndarray:
+    """The kinematic result as a start, its support grown by up to ``dilate_vox`` voxels, (Z, Y, X) complex.
+
+    Inside the kinematic support (|obj| > 10 % of its maximum) the object is kept as it is; the
+    added rim gets ``rim_amplitude`` × max|obj| and the phase of the nearest support voxel, so that
+    the optimiser can grow the crystal where phasing's shrink-wrap cut it (fewer voxels when the
+    drifting TTE waves would wrap around the periodic (y, x) box). spacing_m (dz, dy, dx) m; k0_dir,
+    kh_dir grid-frame (x, y, z) unit vectors.
+    """
+    kin = np.asarray(kinematic_grid)
+    amp = np.abs(kin)
+    support = amp > 0.1 * amp.max()
+    for n in range(int(dilate_vox), 0, -1):
+        grown = ndimage.binary_dilation(support, iterations=n)
+        if _fits(grown, spacing_m, k0_dir, kh_dir):
+            nearest = tuple(ndimage.distance_transform_edt(~support, return_distances=False, return_indices=True))
+            phase = np.angle(kin)[nearest]
+            rim = rim_amplitude * amp.max() * np.exp(1j * phase)
+            return np.where(support, kin, np.where(grown, rim, 0))
+    return np.where(support, kin, 0)
 
 
 _Candidate = tuple[tuple[float, float, float], tuple[float, str]]  # (shift (z, y, x) voxel, (threshold, kind))

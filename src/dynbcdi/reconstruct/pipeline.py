@@ -401,7 +401,13 @@ def amplitude_start(kinematic_grid: np.ndarray, spacing_m: Any, k0_dir: Any, kh_
             nearest = tuple(ndimage.distance_transform_edt(~support, return_distances=False, return_indices=True))
             phase = np.angle(kin)[nearest]
             rim = rim_amplitude * amp.max() * np.exp(1j * phase)
+            if n < dilate_vox:
+                log.info("kinematic support grown by %d voxels only (of %d): the periodic (y, x) box is too "
+                         "narrow for more", n, dilate_vox)
             return np.where(support, kin, np.where(grown, rim, 0))
+    if dilate_vox:
+        log.warning("kinematic support not grown: the drifting TTE waves would wrap around the periodic "
+                    "(y, x) box %s; a finer detector sampling (less binning) widens the box", support.shape[1:])
     return np.where(support, kin, 0)
 
 

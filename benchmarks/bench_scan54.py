@@ -130,7 +130,8 @@ def run_variant(dataset, kin: np.ndarray, variant: str, epochs: int) -> dict:
     res = reconstruct(dataset.intensity, dataset.valid, geo.dq_grid(), physics, init,
                       variant_config(terms, epochs), rocking_step_rad=rocking_step_rad(geo))
     fit = res.fit
-    return {"variant": variant, "time_s": time.perf_counter() - t0, "s_per_epoch": res.history.records[-1].time_s / res.epochs,
+    return {"variant": variant, "time_s": time.perf_counter() - t0,
+            "s_per_epoch": res.history.records[-1].time_s / res.epochs,
             **fit.as_dict(), "rock_deg": float(np.rad2deg(res.terms["rocking_offset_rad"])),
             "blur_px": res.terms["blur_sigma_px"], "background": res.terms["background"],
             "frame_scale_std": float(np.std(res.terms["frame_scales"])), "S": res.S,
@@ -173,7 +174,8 @@ def extinction_comparison(dataset, kin: np.ndarray) -> str:
     return (f"# crystal extent (z, y, x) {[round(e * 1e9) for e in extent]} nm; beam path through it "
             f"median {np.median(total) * 1e9:.0f} nm, 90th pct {np.percentile(total, 90) * 1e9:.0f} nm, max "
             f"{total.max() * 1e9:.0f} nm; extinction length {ext * 1e9:.1f} nm -> {np.median(total) / ext:.2f} "
-            f"(median) / {np.percentile(total, 90) / ext:.2f} (90 %) / {total.max() / ext:.2f} (max) extinction lengths")
+            f"(median) / {np.percentile(total, 90) / ext:.2f} (90 %) / {total.max() / ext:.2f} (max) "
+            "extinction lengths")
 
 
 def main() -> None:
@@ -195,7 +197,8 @@ def main() -> None:
         dataset = build_dataset(Path(args.data), args.crop, args.bin)
     kin = kinematic_on_grid(dataset, phased(dataset, Path(args.cache)))
     load = os.getloadavg()[0]
-    print(f"# scan 54 {dataset.intensity.shape}, grid {kin.shape}, voxel {[f'{d * 1e9:.1f}' for d in dataset.spacing_m]} nm;"
+    voxel = [f"{d * 1e9:.1f}" for d in dataset.spacing_m]
+    print(f"# scan 54 {dataset.intensity.shape}, grid {kin.shape}, voxel {voxel} nm;"
           f" {args.epochs} epochs; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"1 torch thread, load {load:.1f}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(extinction_comparison(dataset, kin))
@@ -210,7 +213,8 @@ def main() -> None:
         blur = "/".join(f"{b:.2f}" for b in r["blur_px"])
         print(f"| {variant} | {r['loss_fit']:.4f} | {r['floor_fit']:.4f} | {r['ratio']:.2f} | "
               f"{r['loss_free'] / r['floor_free']:.2f} | {r['deviance_fit']:.3f} | {r['deviance_free']:.3f} | "
-              f"{r['deviance_floor_fit']:.3f} | {r['rock_deg']:+.5f} | {blur} | {r['background']:.3f} | {r['deadtime']:.3f} | "
+              f"{r['deviance_floor_fit']:.3f} | {r['rock_deg']:+.5f} | {blur} | {r['background']:.3f} | "
+              f"{r['deadtime']:.3f} | "
               f"{r['frame_scale_std']:.3f} | {r['s_per_epoch']:.2f} |", flush=True)
 
 

@@ -57,9 +57,8 @@ def fit(data: np.ndarray, epochs: int = 60, lr: float = 0.01, kind: str = "ampli
         scale_factor: float = 0.1, **terms: TermConfig):
     """reconstruct from the true crystal with a small crystal learning rate ``lr``: only the term
     explains the misfit (the crystal changes little meanwhile)."""
-    cfg = ReconstructionConfig(epochs=epochs, dtype="complex128", optimizer=OptimizerConfig(lr=lr, plateau_patience=patience,
-                                                                         lr_scale_factor=scale_factor),
-                               loss=LossConfig(kind=kind))
+    opt = OptimizerConfig(lr=lr, plateau_patience=patience, lr_scale_factor=scale_factor)
+    cfg = ReconstructionConfig(epochs=epochs, dtype="complex128", optimizer=opt, loss=LossConfig(kind=kind))
     cfg = cfg.with_terms(**terms)
     return reconstruct(data, np.ones(data.shape[1:], bool), rocking_dq(), physics(), crystal(), cfg,
                        rocking_step_rad=STEP_RAD)

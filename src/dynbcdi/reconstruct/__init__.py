@@ -15,7 +15,8 @@ from dynbcdi.reconstruct.pipeline import (PipelineResult, StartConfig, choose_st
                                           interior_level_support)
 
 __all__ = [
-    "CrystalParameters", "EpochRecord", "FitStatistics", "TermConfig", "TermsConfig", "fit_statistics", "History", "LossConfig", "OptimizerConfig", "PipelineResult",
+    "CrystalParameters", "EpochRecord", "FitStatistics", "History", "LossConfig", "OptimizerConfig", "PipelineResult",
+    "TermConfig", "TermsConfig", "fit_statistics",
     "ReconstructionConfig", "ReconstructionResult", "ShrinkWrapConfig", "StartConfig", "StoppingConfig",
     "amplitude_loss", "atv", "choose_start", "config_from_dict", "default_config", "dynamical_from_kinematic",
     "kinematic_on_grid", "load_config", "poisson_loss", "reconstruct", "run_pipeline",

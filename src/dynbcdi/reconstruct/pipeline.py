@@ -136,7 +136,8 @@ class StartConfig:
         A measured crystal is not the homogeneous one the flat start assumes, and its kinematic
         result already fixes the sub-voxel position of its soft edges, so no translation search.
         Its support is grown by 4 voxels (:func:`amplitude_start`): phasing's shrink-wrap cuts the
-        weak parts of a measured crystal (scan 54: 1.70 → 1.53 × the Poisson floor with 2 voxels)."""
+        weak parts of a measured crystal (scan 54 at 64²: 1.70 → 1.50 × the Poisson floor; at 160²
+        no change, 1.79 vs 1.78)."""
         return cls(extra_thresholds=(), twin_epochs=5, hull_flat=False, subvoxel_shifts=(0.0,),
                    kinematic_amplitude=True, amplitude_dilate_vox=4)
 
@@ -267,8 +268,8 @@ def default_config(epochs: int = 60, device: str = "cpu", measured: bool = False
 
     measured=True adds what a measured scan needs (benchmarks/RESULTS.md, scan 54): a fitted global
     rocking offset, per-frame intensity scales and the detector-plane blur (pixel-area integration,
-    σ = 1/√12 px, which every pixel does, plus partial coherence; from σ = 0.3 px: on scan 54 it
-    took the fit from 2.65 to 1.90 × the Poisson floor, the frame scales to 1.70), 5 % free pixels
+    σ = 1/√12 px, which every pixel does, plus partial coherence; from σ = 0.3 px: on scan 54 at
+    64² it took the fit from 2.65 to 1.90 × the Poisson floor, the frame scales to 1.70), 5 % free pixels
     for the over-fitting check, and a stopping tolerance of 2e-3 on 10-epoch means (the noisy
     plateau of real data is recognised).
     """

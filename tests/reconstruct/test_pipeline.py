@@ -144,3 +144,28 @@ def test_start_config_rejects_bad_subvoxel_shifts():
     for bad in ((), (0.0, 1.0), (-0.5,)):
         with pytest.raises(ValueError, match="subvoxel_shifts"):
             StartConfig(subvoxel_shifts=bad)
+
+
+def test_measured_start_tries_the_kinematic_amplitude_first(tiny_au, caplog):
+    """A dataset without truth is measured: the start search tries the kinematic result itself, its
+    twin and the flat (uniform-amplitude) start, and an equally good kinematic result is kept (ties
+    keep the kinematic amplitude), its support grown by a weak rim. The measured defaults fit the rocking offset, frame
+    scales and blur and hold out free pixels."""
+    import logging
+
+    from dynbcdi.forward.tte import TTEModel
+
+    measured = dataclasses.replace(tiny_au, truth=None)
+    truth = tiny_au.truth.astype(np.complex128)
+    model = TTEModel.from_geometry(tiny_au.geometry, tiny_au.reflection, tiny_au.spacing_m)
+    config = default_config(10, measured=True)
+    t = config.terms
+    assert t.rocking.refine and t.frame_scale.refine and t.blur.refine and t.free_fraction > 0
+    with caplog.at_level(logging.INFO, logger="dynbcdi.reconstruct.pipeline"):
+        kept = choose_start(measured, truth, config, model=model)
+    inside = np.abs(truth) > 0
+    np.testing.assert_array_equal(kept[inside], truth[inside])
+    rim = (kept != 0) & ~inside  # support grown by up to 4 voxels at 10 % amplitude
+    assert rim.any() and np.allclose(np.abs(kept[rim]), 0.1)
+    tried = caplog.text
+    assert "'amplitude')" in tried and "'amplitude-twin')" in tried and "'kinematic')" in tried

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from dynbcdi.distributed import Communicator, SingleProcess, init_distributed
 from dynbcdi.reconstruct import (ReconstructionConfig, ReconstructionResult, choose_start, default_config, load_config,
-                                 reconstruct)
+                                 reconstruct, rocking_step_rad)
 
 RESULT_NAME = "reconstruction.cxi"
 HISTORY_CSV = "history.csv"
@@ -177,7 +177,7 @@ def _run(args: argparse.Namespace, cfg: ReconstructionConfig, comm: Communicator
 
         result = reconstruct(dataset.intensity, dataset.valid, dataset.geometry.dq_grid(), model, init, cfg,
                              checkpoint_dir=out / CHECKPOINT_DIR, resume=args.resume, progress=progress,
-                             comm=comm)
+                             comm=comm, rocking_step_rad=rocking_step_rad(dataset.geometry))
     if not comm.is_main:
         return 130 if result.interrupted else 0
     if result.interrupted:

@@ -5,18 +5,20 @@ S = s·e^{iφ} on the grid frame with any :class:`dynbcdi.forward.base.ForwardMo
 """
 
 from dynbcdi.reconstruct.config import (LossConfig, OptimizerConfig, ReconstructionConfig, ShrinkWrapConfig,
-                                        StoppingConfig, config_from_dict, load_config)
+                                        StoppingConfig, TermConfig, TermsConfig, config_from_dict, load_config)
+from dynbcdi.reconstruct.evaluate import FitStatistics, fit_statistics
 from dynbcdi.reconstruct.loss import amplitude_loss, atv, poisson_loss
 from dynbcdi.reconstruct.optimizer import EpochRecord, History, ReconstructionResult, reconstruct
 from dynbcdi.reconstruct.parameters import CrystalParameters, unwrapped_phase
-from dynbcdi.reconstruct.pipeline import (PipelineResult, StartConfig, choose_start, default_config,
+from dynbcdi.reconstruct.pipeline import (PipelineResult, StartConfig, choose_start, default_config, rocking_step_rad,
                                           dynamical_from_kinematic, kinematic_on_grid, run_pipeline, start_object,
                                           interior_level_support)
 
 __all__ = [
-    "CrystalParameters", "EpochRecord", "History", "LossConfig", "OptimizerConfig", "PipelineResult",
+    "CrystalParameters", "EpochRecord", "FitStatistics", "History", "LossConfig", "OptimizerConfig", "PipelineResult",
+    "TermConfig", "TermsConfig", "fit_statistics",
     "ReconstructionConfig", "ReconstructionResult", "ShrinkWrapConfig", "StartConfig", "StoppingConfig",
     "amplitude_loss", "atv", "choose_start", "config_from_dict", "default_config", "dynamical_from_kinematic",
     "kinematic_on_grid", "load_config", "poisson_loss", "reconstruct", "run_pipeline",
-    "interior_level_support", "start_object", "unwrapped_phase",
+    "interior_level_support", "rocking_step_rad", "start_object", "unwrapped_phase",
 ]

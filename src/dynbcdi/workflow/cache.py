@@ -193,8 +193,8 @@ def _status(stage: Stage, key: str, settings: dict, inputs: dict, folder: Path, 
     if record.key == key:
         missing = [f for f in record.files if not (folder / f).exists()]
         return ("run", f"files missing: {missing}") if missing else ("cached", "settings and inputs unchanged")
-    changed = [k for k in sorted(set(settings) | set(record.settings))
-               if _canonical(settings.get(k)) != _canonical(record.settings.get(k))]
+    new, old = _dotted(settings), _dotted(record.settings)
+    changed = [k for k in sorted(set(new) | set(old)) if _canonical(new.get(k)) != _canonical(old.get(k))]
     if changed:
         return "run", f"settings changed: {', '.join(changed)}"
     if upstream_runs or record.inputs != inputs:
@@ -204,6 +204,17 @@ def _status(stage: Stage, key: str, settings: dict, inputs: dict, folder: Path, 
 
 def _utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _dotted(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts flattened to dotted keys (to name the settings that changed)."""
+    value = as_plain(value)
+    if not isinstance(value, dict) or not value:
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for k, v in value.items():
+        out.update(_dotted(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
 
 
 def _write_manifest(folder: Path, record: StageRecord) -> None:

@@ -105,12 +105,13 @@ def plan_run(config: RunConfig, run_dir: Path, stages: list[Stage] | None = None
 
 def run_workflow(config: RunConfig, run_dir: str | os.PathLike, *, overwrite: bool = False, progress: bool = True,
                  stages: list[Stage] | None = None,
-                 on_plan: Callable[[list[PlannedStage]], None] | None = None) -> RunSummary:
+                 on_plan: Callable[[list[PlannedStage]], None] | None = None,
+                 on_start: Callable[[PlannedStage], None] | None = None) -> RunSummary:
     """Run every stage that is not cached; returns a :class:`RunSummary`.
 
     config: the run settings (``config.threads`` torch threads are used). run_dir: the run folder.
     overwrite: allow replacing another measurement's results in ``run_dir``. progress: tqdm bars.
-    on_plan: called with the plan before anything runs (the CLI prints it).
+    on_plan: called with the plan before anything runs (the CLI prints it); on_start: before each stage runs.
     KeyboardInterrupt propagates; completed stages stay cached.
     """
     import torch
@@ -124,6 +125,6 @@ def run_workflow(config: RunConfig, run_dir: str | os.PathLike, *, overwrite: bo
     planned = plan(stages, config, run_dir)  # after an --overwrite cleanup everything runs
     if on_plan is not None:
         on_plan(planned)
-    records = execute(planned, config, run_dir, progress=progress)
+    records = execute(planned, config, run_dir, progress=progress, on_start=on_start)
     return RunSummary(run_dir=run_dir, records=records, report=run_dir / "report" / REPORT_NAME,
                       wall_s=time.perf_counter() - t0, planned=planned)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -69,3 +70,19 @@ def write_toml(folder: Path, dataset: Path, epochs: int = 4, name: str = "run.to
     path = folder / name
     path.write_text(FAST_TOML.format(dataset=Path(dataset).as_posix(), epochs=epochs))
     return path
+
+
+@pytest.fixture(scope="session")
+def cli_run(tmp_path_factory, tiny_dataset) -> dict[str, Any]:
+    """`dynbcdi run` of the tiny scan, once per session: the TOML, the run folder, exit code and output."""
+    import contextlib
+    import io
+
+    from dynbcdi.cli.main import main
+
+    folder = tmp_path_factory.mktemp("cli")
+    toml = write_toml(folder, tiny_dataset, epochs=4)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["run", str(toml), "--out", str(folder / "run"), "--no-progress"])
+    return {"toml": toml, "run_dir": folder / "run", "code": code, "stdout": out.getvalue()}

@@ -24,7 +24,7 @@ from dynbcdi.workflow.cache import PlannedStage, Stage, StageRecord, execute, pl
 from dynbcdi.workflow.config import RunConfig, as_plain
 from dynbcdi.workflow.products import AnalysisStage, PatternsStage
 from dynbcdi.workflow.report import REPORT_NAME, ReportStage
-from dynbcdi.workflow.stages import DynamicalStage, GridStage, PhaseStage, PrepareStage
+from dynbcdi.workflow.stages import DynamicalStage, GridStage, PhaseStage, PrepareStage, check_device
 
 __all__ = ["RUN_FILE", "RunSummary", "claim_run_dir", "default_stages", "plan_run", "run_workflow"]
 
@@ -120,6 +120,8 @@ def run_workflow(config: RunConfig, run_dir: str | os.PathLike, *, overwrite: bo
     run_dir = Path(run_dir)
     stages = stages or default_stages()
     torch.set_num_threads(config.threads)
+    for device in (config.phasing.device, config.reconstruction.config.device):
+        check_device(device)  # before anything is computed or written
     planned = plan(stages, config, run_dir)  # checks input files before touching the folder
     claim_run_dir(run_dir, config, stages, overwrite)
     planned = plan(stages, config, run_dir)  # after an --overwrite cleanup everything runs

@@ -128,7 +128,7 @@ class PhaseStage:
         p = ctx.config.phasing
         recipe = parse_recipe(p.recipe)
         dataset = ctx.input("prepare")
-        _check_device(p.device)
+        check_device(p.device)
         with _Bar(ctx.progress, recipe.n_iterations * p.starts, "phasing", "it") as bar, InterruptGuard() as guard:
             def progress(info) -> bool:
                 bar.goto(info.start * info.n_iterations + info.iteration,
@@ -226,7 +226,7 @@ class DynamicalStage:
 
         r = ctx.config.reconstruction
         dataset, kin = ctx.input("prepare"), ctx.input("grid").obj
-        _check_device(r.config.device)
+        check_device(r.config.device)
         model = forward_model(r.model, dataset)
         with _Bar(ctx.progress, r.config.epochs, f"dynamical ({r.model})", "epoch") as bar, \
                 InterruptGuard() as guard:
@@ -262,7 +262,7 @@ def forward_model(kind: str, dataset: Any) -> Any:
     return cls.from_geometry(dataset.geometry, dataset.reflection, dataset.spacing_m)
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> None:
     """One-line error for a CUDA device on a machine without CUDA (before any computation)."""
     import torch
 

@@ -1,0 +1,68 @@
+"""The HTML report: every section, figures inline, settings and versions; the numbers it is built on."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from dynbcdi.workflow.products import poisson_deviance, report_frames
+from dynbcdi.workflow.report import SECTIONS, two_theta_check
+
+
+@pytest.fixture(scope="module")
+def page(cli_run) -> str:
+    assert cli_run["code"] == 0, cli_run["stdout"]
+    return (cli_run["run_dir"] / "report" / "report.html").read_text(encoding="utf-8")
+
+
+def test_report_has_every_section_and_is_self_contained(page):
+    for sid, title in SECTIONS:
+        assert f'<section id="{sid}">' in page, sid
+    images = re.findall(r'<img [^>]*src="([^"]*)"', page)
+    # nine figures, all inline PNG: the file opens anywhere on its own
+    assert len(images) == 9 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert "figure not drawn" not in page
+    assert not re.search(r'(src|href)="(?!data:|#)', page)  # no external file or URL
+
+
+def test_report_lists_settings_versions_timings(page, cli_run):
+    for key in ("reconstruction.config.epochs", "reconstruction.start.twin_epochs", "phasing.recipe",
+                "output.report_frames", "threads"):
+        assert f"<th>{key}</th>" in page, key
+    for lib in ("dynbcdi", "torch", "numpy", "xrayutilities"):
+        assert f"<th>{lib}</th>" in page, lib
+    for stage in ("prepare", "phase", "grid", "dynamical", "analysis", "patterns"):
+        assert f"<td>{stage}</td>" in page, stage
+    assert "Poisson deviance per pixel" in page and "measured 2θ (deg)" in page
+    assert "simulate tiny-au" in page  # the dataset's provenance
+
+
+def test_stage_artifacts(cli_run):
+    run_dir = cli_run["run_dir"]
+    for path in ("prepare/dataset.cxi", "phase/phasing.cxi", "grid/kinematic.cxi", "dynamical/dynamical.cxi",
+                 "analysis/analysis.npz", "analysis/kinematic.vti", "analysis/dynamical.vti",
+                 "patterns/patterns.npz", "report/figures/rocking_curves.png", "run.json"):
+        assert (run_dir / path).is_file(), path
+
+
+def test_poisson_deviance_known_values():
+    data = np.array([0.0, 1.0, 4.0, 10.0])
+    assert np.allclose(poisson_deviance(data, data + (data == 0) * 1e-300), 0, atol=1e-9)
+    # 2[I ln(I/λ) − (I − λ)]: I = 0 → 2λ; I = 4, λ = 2 → 2(4 ln 2 − 2)
+    assert np.allclose(poisson_deviance(np.array([0.0, 4.0]), np.array([3.0, 2.0])), [6.0, 2 * (4 * np.log(2) - 2)])
+
+
+def test_report_frames_follow_the_intensity():
+    curve = np.exp(-0.5 * ((np.arange(41) - 25) / 3.0) ** 2)
+    frames = report_frames(curve, 5)
+    assert len(frames) == 5 and 25 in frames and frames.min() >= 18 and frames.max() <= 32
+
+
+def test_two_theta_check_of_a_matching_geometry(cli_run):
+    from dynbcdi.io import load_dataset
+
+    dataset = load_dataset(cli_run["run_dir"] / "prepare" / "dataset.cxi")
+    check = two_theta_check(dataset)  # the simulation sits exactly on the Bragg angle
+    assert abs(float(check["mismatch (deg)"])) < 1e-3 and abs(float(check["equivalent Δa/a"])) < 1e-5

@@ -67,6 +67,8 @@ def coerce(hint: Any, value: Any, name: str) -> Any:
         return _coerce_union(args, value, name)
     if origin is tuple:
         return _coerce_tuple(args, value, name)
+    if origin is dict:
+        return _coerce_dict(args, value, name)
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if hint is type(None) and value is None:
@@ -95,6 +97,16 @@ def _coerce_tuple(args: tuple, value: Any, name: str) -> tuple:
     if len(value) != len(args):
         raise ValueError(f"config key {name!r} must have {len(args)} elements, got {value!r}")
     return tuple(coerce(t, v, f"{name}[{i}]") for i, (t, v) in enumerate(zip(args, value)))
+
+
+def _coerce_dict(args: tuple, value: Any, name: str) -> dict:
+    """A TOML table read into ``dict[str, V]``: string keys, each value coerced to V."""
+    if not isinstance(value, dict):
+        raise ValueError(f"config key {name!r} must be a table, got {value!r}")
+    key_type, value_type = args if args else (str, Any)
+    if key_type is not str or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"config key {name!r} must have string keys, got {list(value)!r}")
+    return {k: coerce(value_type, v, f"{name}.{k}") for k, v in value.items()}
 
 
 def _join(where: str, key: str) -> str:

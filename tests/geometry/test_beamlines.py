@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import xrayutilities as xu
 
-from dynbcdi.geometry import BEAMLINES, GridFrame, aps34idc_geometry, diffractometer_geometry, generic_geometry
+from dynbcdi.geometry import DIFFRACTOMETERS, GridFrame, aps34idc_geometry, diffractometer_geometry, generic_geometry
 
 LAB = GridFrame(x=np.array([1.0, 0, 0]), y=np.array([0, 1.0, 0]), z=np.array([0, 0, 1.0]))
 SHAPE, PIXEL, DIST = (32, 40), 55e-6, 2.5  # small crop of the Timepix at the paper's 2.5 m
@@ -50,7 +50,7 @@ def test_q_matches_xrayutilities(delta, gamma):
     energy = 9000.0
     scan = np.radians(np.linspace(-0.3, 0.3, 5))
     g = geo34(delta, gamma, scan, energy=energy)
-    p = BEAMLINES["34idc"]
+    p = DIFFRACTOMETERS["34idc"]
     qc = xu.experiment.QConversion(p.sample_circles, p.detector_circles, p.incident_dir, en=energy)
     qc.init_area(*p.pixel_directions, cch1=SHAPE[0] // 2, cch2=SHAPE[1] // 2, Nch1=SHAPE[0], Nch2=SHAPE[1],
                  distance=DIST, pwidth1=PIXEL, pwidth2=PIXEL)
@@ -114,7 +114,7 @@ def test_bad_distances_and_names(scan):
     with pytest.raises(ValueError, match="direct beam"):
         aps34idc_geometry(9000.0, 0.0, 0.0, scan, SHAPE, PIXEL, DIST)
     with pytest.raises(ValueError, match="unknown diffractometer"):
-        diffractometer_geometry("id01", 9000.0, {"delta": 0.5}, scan, SHAPE, PIXEL, DIST)
+        diffractometer_geometry("esrf_id99", 9000.0, {"delta": 0.5}, scan, SHAPE, PIXEL, DIST)
     with pytest.raises(ValueError, match="unknown detector angles"):
         diffractometer_geometry("34idc", 9000.0, {"delta": 0.5, "gamma": 0.0, "nu": 1.0}, scan, SHAPE, PIXEL, DIST)
 

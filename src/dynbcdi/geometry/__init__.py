@@ -2,12 +2,12 @@
 
 * :mod:`~dynbcdi.geometry.frames` — :class:`GridFrame`, exact rotations, goniometer circles.
 * :mod:`~dynbcdi.geometry.bragg` — :class:`BraggGeometry` and :func:`generic_geometry`.
-* :mod:`~dynbcdi.geometry.beamlines` — diffractometer presets (:data:`BEAMLINES`) and
+* :mod:`~dynbcdi.geometry.beamlines` — diffractometer circle presets (:data:`DIFFRACTOMETERS`) and
   :func:`aps34idc_geometry` (APS 34-ID-C lab frame of the beamline software).
 """
 
 from dynbcdi.geometry.beamlines import (
-    BEAMLINES,
+    DIFFRACTOMETERS,
     DiffractometerPreset,
     aps34idc_geometry,
     diffractometer_geometry,
@@ -17,7 +17,7 @@ from dynbcdi.geometry.bragg import BraggGeometry, ReflectionLike, generic_geomet
 from dynbcdi.geometry.frames import GridFrame
 
 __all__ = [
-    "BEAMLINES",
+    "DIFFRACTOMETERS",
     "BraggGeometry",
     "DiffractometerPreset",
     "GridFrame",

@@ -1,19 +1,23 @@
-"""Diffractometers as data: presets in the registry :data:`BEAMLINES`.
+"""Diffractometers as data: circle presets in :data:`DIFFRACTOMETERS`, geometry from angles.
 
-APS 34-ID-C lab frame (the convention of the beamline software, cohere-beamlines / cohere-ui,
-``beamlines/aps_34idc/diffractometers.py`` and ``detectors.py``, which hands these circles to
-xrayutilities ``QConversion``):
+All presets share one lab frame, the xrayutilities ``QConversion`` frame used by the APS beamline
+software (cohere-beamlines, ``common/diff.py``): +z along the incident beam
+(``incidentaxis = (0, 0, 1)``), +y vertical up, +x horizontal, x = y × z (to the left seen along
+the beam). Circles are written as in xrayutilities (``'y+'``: right-handed about +y), outermost
+first. Beamline entries (detector, motor names, file reader) live in
+:mod:`dynbcdi.beamlines.registry`; this module only turns circle angles into a BraggGeometry.
 
-* +z along the incident beam (``incidentaxis = (0, 0, 1)``), +y vertical up, +x horizontal,
-  x = y × z (to the left seen along the beam).
-* Detector circles, outermost first: δ about +y (``'y+'``, in-plane: δ > 0 swings kh towards +x),
-  then γ about −x (``'x-'``, out-of-plane: γ > 0 raises kh towards +y). Hence
-  k̂h = (sin δ cos γ, sin γ, cos δ cos γ).
-* Sample circles, outermost first: θ about +y (``'y+'``, the usual rocking motor), χ about −z,
-  φ about +y.
-* Detector pixels (Timepix 34idcTIM1/TIM2, 55 µm): at δ = γ = 0 the first data axis (row) runs
-  along +x and the second (column) along −y (``pixelorientation = ('x+', 'y-')``); both turn with
-  the detector arm. col × row = +k̂h, so the data need no flip.
+APS 34-ID-C (cohere-beamlines ``aps_34idc/diffractometers.py``, ``detectors.py``):
+
+* Detector circles δ about +y (in-plane: δ > 0 swings kh towards +x), then γ about −x
+  (out-of-plane: γ > 0 raises kh towards +y), so k̂h = (sin δ cos γ, sin γ, cos δ cos γ).
+* Sample circles θ about +y (the usual rocking motor), χ about −z, φ about +y.
+* Detector pixels (Timepix 34idcTIM1/TIM2, 55 µm): cohere reads every TIFF frame transposed
+  (``cohere_core.utilities.read_tif`` returns ``tifffile.imread(f).transpose()``) and gives that
+  transposed frame ``pixelorientation = ('x+', 'y-')``. ``pixel_directions`` here refer to the
+  same *data* frame, i.e. after the detector's file-to-data orientation
+  (:class:`dynbcdi.beamlines.DetectorSpec`, "transpose" at 34-ID-C): data rows along +x, data
+  columns along −y at δ = γ = 0. col × row = +k̂h; the raw TIFF frame itself is left-handed.
 
 Rocking sign: :class:`~dynbcdi.geometry.bragg.BraggGeometry` wants a positive angle to increase the
 glancing angle. Where the motor's positive sense does the opposite (e.g. δ < 0 with θ about +y),
@@ -56,7 +60,8 @@ class DiffractometerPreset:
     sample_names, detector_names : tuple of str
         Motor names matching the circles.
     pixel_directions : (str, str)
-        Lab directions of increasing (row, col) index at zero detector angles, e.g. ``('x+', 'y-')``.
+        Lab directions of increasing (row, col) index of the *data* frame (after the detector's
+        file-to-data orientation) at zero detector angles, e.g. ``('x+', 'y-')``.
     source : str
         Where the convention comes from.
     """
@@ -78,7 +83,7 @@ class DiffractometerPreset:
             raise ValueError(f"preset {self.name!r}: every circle needs exactly one name")
 
 
-BEAMLINES: dict[str, DiffractometerPreset] = {
+DIFFRACTOMETERS: dict[str, DiffractometerPreset] = {
     "34idc": DiffractometerPreset(
         name="34idc",
         incident_dir=(0.0, 0.0, 1.0),
@@ -87,8 +92,35 @@ BEAMLINES: dict[str, DiffractometerPreset] = {
         detector_circles=("y+", "x-"),
         detector_names=("delta", "gamma"),
         pixel_directions=("x+", "y-"),
-        source="cohere-ui beamlines/aps_34idc: Diffractometer_34idc (sampleaxes ('y+','z-','y+'), "
-               "detectoraxes ('y+','x-'), incidentaxis (0,0,1)); Detector_34idcTIM2 pixelorientation ('x+','y-')",
+        source="cohere-beamlines src/cohere_beamlines/aps_34idc/diffractometers.py Diffractometer_34idc "
+               "(sampleaxes ('y+','z-','y+') Theta/Chi/Phi, detectoraxes ('y+','x-') Delta/Gamma, incidentaxis "
+               "(0,0,1)); detectors.py Detector_34idcTIM2 pixelorientation ('x+','y-') of the transposed frame "
+               "(cohere_core.utilities.read_tif transposes)",
+    ),
+    "id01": DiffractometerPreset(
+        name="id01",
+        incident_dir=(0.0, 0.0, 1.0),
+        sample_circles=("y-", "x-", "y-"),
+        sample_names=("mu", "eta", "phi"),
+        detector_circles=("y-", "x-"),
+        detector_names=("nu", "delta"),
+        pixel_directions=("y-", "x-"),
+        source="cohere-beamlines src/cohere_beamlines/esrf_id01/diffractometers.py Diffractometer_id01 "
+               "(sampleaxes ('y-','x-','y-') mu/eta/phi, detectoraxes ('y-','x-') nu/delta, incidentaxis (0,0,1)); "
+               "detectors.py Detector_mpxgaas pixelorientation ('x-','y-') of the transposed frame (h5 data .T), "
+               "i.e. file rows along −y, file columns along −x",
+    ),
+    "p10": DiffractometerPreset(
+        name="p10",
+        incident_dir=(0.0, 0.0, 1.0),
+        sample_circles=("y+", "x-", "z+", "y-"),
+        sample_names=("mu", "om", "chi", "phi"),
+        detector_circles=("y+", "x-"),
+        detector_names=("gam", "del"),
+        pixel_directions=("x+", "y-"),
+        source="cohere-beamlines src/cohere_beamlines/Petra3_P10/diffractometers.py Diffractometer_P10sixc "
+               "(sampleaxes ('y+','x-','z+','y-') mu/om/chi/phi, detectoraxes ('y+','x-') gam/del, incidentaxis "
+               "(0,0,1)); detectors.py Detector_e4m/e2500 pixelorientation ('x+','y-') of the transposed frame",
     ),
 }
 
@@ -155,9 +187,9 @@ def diffractometer_geometry(preset: DiffractometerPreset | str, energy_eV: float
     the outer sample angles (rad) are needed in ``sample_angles_rad``. If ``h_norm`` (rad/m) is
     given, |kh − k0| must match it to 1e-3 relative, else ValueError with the 2θ mismatch.
     """
-    p = BEAMLINES[preset] if isinstance(preset, str) and preset in BEAMLINES else preset
+    p = DIFFRACTOMETERS[preset] if isinstance(preset, str) and preset in DIFFRACTOMETERS else preset
     if not isinstance(p, DiffractometerPreset):
-        raise ValueError(f"unknown diffractometer {preset!r}; known: {sorted(BEAMLINES)}")
+        raise ValueError(f"unknown diffractometer {preset!r}; known: {sorted(DIFFRACTOMETERS)}")
     lam = wavelength_from_energy(energy_eV)
     k = 2.0 * np.pi / lam
     r_det = circles_rotation(p.detector_circles, _ordered_angles(p.detector_names, detector_angles_rad,
@@ -186,12 +218,13 @@ def aps34idc_geometry(energy_eV: float, delta_rad: float, gamma_rad: float, rock
                       detector_shape: tuple[int, int], pixel_size_m: float, detector_distance_m: float,
                       h_norm: float | None = None, rocking_circle: str = "theta",
                       sample_angles_rad: Mapping[str, float] | None = None) -> BraggGeometry:
-    """APS 34-ID-C rocking scan (lab frame and circles: module docstring, preset ``BEAMLINES['34idc']``).
+    """APS 34-ID-C rocking scan (lab frame and circles: module docstring, preset ``DIFFRACTOMETERS['34idc']``).
 
     ``delta_rad`` (in-plane, about +y) and ``gamma_rad`` (out-of-plane, about −x) place the
     detector; ``rocking_angles_rad`` (N,) are θ-motor offsets (rocking about vertical +y) from the
     Bragg position unless another ``rocking_circle`` ('chi', 'phi') is named. ``pixel_size_m``
-    55e-6 for the Timepix detectors; data rows follow +x, columns −y at δ = γ = 0.
+    55e-6 for the Timepix detectors; data rows follow +x, columns −y at δ = γ = 0, where the data
+    frame is the *transposed* TIFF frame (read through :mod:`dynbcdi.io.readers.spec_tiff`).
     """
     return diffractometer_geometry("34idc", energy_eV, {"delta": delta_rad, "gamma": gamma_rad},
                                    rocking_angles_rad, detector_shape, pixel_size_m, detector_distance_m,

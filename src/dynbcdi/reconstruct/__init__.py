@@ -5,7 +5,8 @@ S = s·e^{iφ} on the grid frame with any :class:`dynbcdi.forward.base.ForwardMo
 """
 
 from dynbcdi.reconstruct.config import (LossConfig, OptimizerConfig, ReconstructionConfig, ShrinkWrapConfig,
-                                        StoppingConfig, config_from_dict, load_config)
+                                        StoppingConfig, TermConfig, TermsConfig, config_from_dict, load_config)
+from dynbcdi.reconstruct.evaluate import FitStatistics, fit_statistics
 from dynbcdi.reconstruct.loss import amplitude_loss, atv, poisson_loss
 from dynbcdi.reconstruct.optimizer import EpochRecord, History, ReconstructionResult, reconstruct
 from dynbcdi.reconstruct.parameters import CrystalParameters, unwrapped_phase
@@ -14,7 +15,7 @@ from dynbcdi.reconstruct.pipeline import (PipelineResult, StartConfig, choose_st
                                           interior_level_support)
 
 __all__ = [
-    "CrystalParameters", "EpochRecord", "History", "LossConfig", "OptimizerConfig", "PipelineResult",
+    "CrystalParameters", "EpochRecord", "FitStatistics", "TermConfig", "TermsConfig", "fit_statistics", "History", "LossConfig", "OptimizerConfig", "PipelineResult",
     "ReconstructionConfig", "ReconstructionResult", "ShrinkWrapConfig", "StartConfig", "StoppingConfig",
     "amplitude_loss", "atv", "choose_start", "config_from_dict", "default_config", "dynamical_from_kinematic",
     "kinematic_on_grid", "load_config", "poisson_loss", "reconstruct", "run_pipeline",

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 CHECKPOINT_NAME = "checkpoint.pt"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: measurement terms by state-dict name, history by column name
 
 
 def checkpoint_path(directory: str | os.PathLike) -> Path:

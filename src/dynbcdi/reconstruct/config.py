@@ -14,6 +14,10 @@ rate 0.15, 5 random mini-batches per epoch, ATV with p = 2, q = 1). TOML files m
     atv_weight = 1e-3
     [shrinkwrap]
     every = 20
+    [terms]
+    free_fraction = 0.05
+    [terms.rocking]
+    refine = true
 
 Unknown keys and values of the wrong type are errors (``ValueError`` naming the key).
 """
@@ -44,7 +48,8 @@ class OptimizerConfig:
         accumulated, so peak memory is bounded by one chunk.
     plateau_factor, plateau_patience, plateau_threshold, min_lr: ReduceLROnPlateau on the epoch loss.
     refine_offsets: also optimise one rocking-angle offset per angle (the paper's "rocking angle
-        fluctuations"), opt-in.
+        fluctuations"), opt-in; the same as ``terms.rocking_per_frame.refine`` with lr factor
+        ``lr_offset_factor`` (kept so that older configuration files load unchanged).
     max_rollbacks: consecutive non-finite steps tolerated (each halves the learning rate) before
         the run stops with reason "non_finite".
     """
@@ -123,16 +128,75 @@ class ShrinkWrapConfig:
 
 @dataclass(frozen=True)
 class StoppingConfig:
-    """Convergence: stop when |L(e − window) − L(e)| / L(e − window) < tol, or at max epochs."""
+    """Convergence on a smoothed loss: stop when the mean losses of the last ``window`` epochs and of
+    the ``window`` epochs before differ by at most ``tol`` (relative), or at max epochs. Single
+    mini-batch epoch losses scatter by ~1 % (random batches, parameters moving within the epoch), so
+    comparing two of them against 1e-4 stopped only by coincidence; window means scatter √window
+    times less. ``tol`` should exceed that scatter (≈ 1 %/√window) for a noisy plateau to be
+    recognised: the measured-data default is 2e-3 with a window of 10.
+    loss: "fit" (the fitted pixels) or "free" (the held-out pixels of ``terms.free_fraction``: stops
+    when the free loss stops falling, i.e. before over-fitting).
+    """
 
     tol: float = 1e-4
     window: int = 10
     min_epochs: int = 10
+    loss: Literal["fit", "free"] = "fit"
 
     def __post_init__(self) -> None:
         _positive(self, "tol", "window")
         if self.min_epochs < 0:
             raise ValueError(f"stopping.min_epochs must be >= 0, got {self.min_epochs}")
+        if self.loss not in ("fit", "free"):
+            raise ValueError(f"stopping.loss must be 'fit' or 'free', got {self.loss!r}")
+
+
+@dataclass(frozen=True)
+class TermConfig:
+    """Options of one measurement term (:mod:`dynbcdi.forward.terms`).
+
+    refine: fit it; lr_factor: Adam lr = optimizer.lr × factor (in the term's own units: rocking
+    steps, ln scale, photons, px²); start_epoch: first epoch (0-based) in which it is updated;
+    init: its starting value (background: photons/pixel; blur: σ in pixels; others: unused, 0).
+    """
+
+    refine: bool = False
+    lr_factor: float = 0.1
+    start_epoch: int = 0
+    init: float = 0.0
+
+    def __post_init__(self) -> None:
+        _positive(self, "lr_factor")
+        if self.start_epoch < 0 or self.init < 0:
+            raise ValueError(f"terms: start_epoch and init must be >= 0, got {self.start_epoch}, {self.init}")
+
+
+@dataclass(frozen=True)
+class TermsConfig:
+    """The measurement terms (:class:`dynbcdi.forward.measurement.MeasurementModel`) and free pixels.
+
+    rocking: global rocking-angle offset (fitted by default for measured data: the absolute Bragg
+    position is unknown and refraction moves the peak); rocking_per_frame: one offset per frame;
+    frame_scale: per-frame intensity scale (fitted by default for measured data), bounded to
+    ±``frame_scale_max_rel``; background: flat background ≥ 0 (photons/pixel); blur: partial
+    coherence as a Gaussian blur of the detector intensity (σ ≥ 0 in pixels).
+    free_fraction: fraction of the valid (frame, row, col) data points held out of the fit (seeded
+    by ``free_seed``); their loss and Poisson deviance are reported beside the fitted ones.
+    """
+
+    rocking: TermConfig = field(default_factory=lambda: TermConfig(lr_factor=0.1))
+    rocking_per_frame: TermConfig = field(default_factory=lambda: TermConfig(lr_factor=0.1))
+    frame_scale: TermConfig = field(default_factory=lambda: TermConfig(lr_factor=0.1))
+    frame_scale_max_rel: float = 0.25
+    background: TermConfig = field(default_factory=lambda: TermConfig(lr_factor=0.1))
+    blur: TermConfig = field(default_factory=lambda: TermConfig(lr_factor=0.1))
+    free_fraction: float = 0.0
+    free_seed: int = 0
+
+    def __post_init__(self) -> None:
+        _positive(self, "frame_scale_max_rel")
+        if not 0.0 <= self.free_fraction < 0.5:
+            raise ValueError(f"terms.free_fraction must be in [0, 0.5), got {self.free_fraction}")
 
 
 @dataclass(frozen=True)
@@ -153,6 +217,7 @@ class ReconstructionConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     shrinkwrap: ShrinkWrapConfig = field(default_factory=ShrinkWrapConfig)
     stopping: StoppingConfig = field(default_factory=StoppingConfig)
+    terms: TermsConfig = field(default_factory=TermsConfig)
 
     def __post_init__(self) -> None:
         _positive(self, "epochs", "checkpoint_every")
@@ -162,6 +227,10 @@ class ReconstructionConfig:
     def replace(self, **changes: Any) -> ReconstructionConfig:
         """Return a copy with top-level fields replaced (e.g. ``epochs=50``)."""
         return dataclasses.replace(self, **changes)
+
+    def with_terms(self, **changes: Any) -> ReconstructionConfig:
+        """Return a copy with fields of ``terms`` replaced (e.g. ``background=TermConfig(refine=True)``)."""
+        return dataclasses.replace(self, terms=dataclasses.replace(self.terms, **changes))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (TOML/JSON-serialisable)."""
@@ -174,7 +243,7 @@ def config_from_dict(data: dict[str, Any]) -> ReconstructionConfig:
 
 
 def load_config(path: str | os.PathLike) -> ReconstructionConfig:
-    """Read a TOML file (sections ``optimizer``, ``loss``, ``shrinkwrap``, ``stopping``)."""
+    """Read a TOML file (sections ``optimizer``, ``loss``, ``shrinkwrap``, ``stopping``, ``terms``)."""
     return config_from_dict(load_toml(path))
 
 

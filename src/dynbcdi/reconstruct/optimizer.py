@@ -1,4 +1,9 @@
-"""Dynamical reconstruction loop: Adam on s, φ, the intensity scale (paper Eq. 4 and Methods).
+"""Dynamical reconstruction loop: Adam on s, φ and the measurement terms (paper Eq. 4 and Methods).
+
+The expected photons come from a :class:`dynbcdi.forward.measurement.MeasurementModel` wrapping the
+forward model (intensity scale, optional rocking offsets, frame scales, background, coherence blur);
+its Adam parameter groups are built from each term's options, and snapshots, roll-backs and
+checkpoints go through its state dict, so a new term needs no edit here.
 
 Each epoch splits the rocking angles into ``n_batches`` random mini-batches (torch.Generator
 seeded by ``config.seed``); each mini-batch is one Adam step whose gradient is accumulated over
@@ -24,12 +29,14 @@ import torch
 from scipy.ndimage import gaussian_filter
 
 from dynbcdi.distributed.comm import Communicator, SingleProcess
-from dynbcdi.distributed.parallel import broadcast_parameters, reduce_gradients
+from dynbcdi.distributed.parallel import broadcast_parameters, reduce_gradients, reduce_sums
+from dynbcdi.forward.measurement import MeasurementModel, MeasurementTerms
+from dynbcdi.forward.terms import TermOptions
 from dynbcdi.reconstruct.checkpoint import load_checkpoint, save_checkpoint
-from dynbcdi.reconstruct.config import ReconstructionConfig
+from dynbcdi.reconstruct.config import ReconstructionConfig, TermConfig
+from dynbcdi.reconstruct.evaluate import FitStatistics, fit_statistics, free_pixel_mask
 from dynbcdi.reconstruct.loss import amplitude_loss, atv, poisson_loss
-from dynbcdi.reconstruct.parameters import (CrystalParameters, ForwardFn, effective_dq,
-                                            estimate_log_scale, init_parameters)
+from dynbcdi.reconstruct.parameters import CrystalParameters, ForwardFn, estimate_log_scale, init_parameters
 from dynbcdi.reconstruct.validation import validate_inputs
 
 log = logging.getLogger(__name__)
@@ -37,7 +44,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """One line of the history: epoch (1-based), mean mini-batch loss, lr of φ, elapsed wall time (s)."""
+    """One line of the history: epoch (1-based), mean mini-batch loss on the fitted pixels, lr of φ,
+    elapsed wall time (s), support size, rollbacks so far, mean mini-batch loss on the free pixels
+    (NaN without free pixels)."""
 
     epoch: int
     loss: float
@@ -45,6 +54,7 @@ class EpochRecord:
     time_s: float
     support_voxels: int
     rollbacks: int
+    free_loss: float = math.nan
 
 
 @dataclass
@@ -58,10 +68,24 @@ class History:
         """(epochs,) epoch losses."""
         return np.array([r.loss for r in self.records])
 
+    @property
+    def free_loss(self) -> np.ndarray:
+        """(epochs,) epoch losses on the free pixels (NaN without free pixels)."""
+        return np.array([r.free_loss for r in self.records])
+
     def as_columns(self) -> dict[str, list]:
-        """Column name -> values (for CSV/JSON)."""
+        """Column name -> values (for CSV/JSON and checkpoints)."""
         names = EpochRecord.__dataclass_fields__
         return {n: [getattr(r, n) for r in self.records] for n in names}
+
+    @classmethod
+    def from_columns(cls, columns: dict[str, list]) -> History:
+        """Inverse of :meth:`as_columns`, by name: columns missing from an older file take the
+        field's default, unknown columns are ignored."""
+        fields = EpochRecord.__dataclass_fields__
+        n = len(columns.get("epoch", []))
+        rows = [{k: columns[k][i] for k in fields if k in columns} for i in range(n)]
+        return cls([EpochRecord(**row) for row in rows])
 
 
 @dataclass
@@ -70,8 +94,11 @@ class ReconstructionResult:
 
     S : (Z, Y, X) complex, s·e^{iφ}; s : (Z, Y, X) amplitude (max ~1); phase : (Z, Y, X) rad,
     continuous (0 outside the support); support : (Z, Y, X) bool; scale : photons per model unit;
-    offsets : (N,) rocking offsets in rocking steps; stopped_reason : "converged", "max_epochs",
-    "interrupted", "non_finite" or "callback".
+    offsets : (N,) per-frame rocking offsets in rocking steps; stopped_reason : "converged",
+    "max_epochs", "interrupted", "non_finite" or "callback"; terms : fitted measurement terms
+    (:meth:`MeasurementModel.summary`: rocking_offset_rad, frame_scales (N,), background photons,
+    blur_sigma_px ...); fit : :class:`FitStatistics` (loss, deviance and their Poisson floors on the
+    fitted and free pixels; None when not evaluated); free : (N, R, C) bool, the held-out pixels.
     """
 
     S: np.ndarray
@@ -83,6 +110,9 @@ class ReconstructionResult:
     history: History
     epochs: int
     stopped_reason: str
+    terms: dict[str, Any] = field(default_factory=dict)
+    fit: FitStatistics | None = None
+    free: np.ndarray | None = None
 
     @property
     def interrupted(self) -> bool:
@@ -94,17 +124,33 @@ ProgressFn = Callable[[EpochRecord], None]
 CallbackFn = Callable[[int, CrystalParameters], bool | None]
 
 
+def measurement_terms(config: ReconstructionConfig) -> MeasurementTerms:
+    """The :class:`MeasurementTerms` of ``config.terms`` (and the older ``optimizer.refine_offsets``)."""
+    oc, t = config.optimizer, config.terms
+
+    def opts(tc: TermConfig) -> TermOptions:
+        return TermOptions(tc.refine, tc.lr_factor, tc.start_epoch)
+
+    per_frame = TermOptions(True, oc.lr_offset_factor) if oc.refine_offsets else opts(t.rocking_per_frame)
+    return MeasurementTerms(rocking=opts(t.rocking), rocking_per_frame=per_frame,
+                            scale=TermOptions(True, oc.lr_scale_factor), frame_scale=opts(t.frame_scale),
+                            frame_scale_max_rel=t.frame_scale_max_rel, background=opts(t.background),
+                            background_init=t.background.init, blur=opts(t.blur), blur_init_px=t.blur.init)
+
+
 def reconstruct(intensity: np.ndarray, valid: np.ndarray, dq: np.ndarray, model: ForwardFn,
                 init: np.ndarray, config: ReconstructionConfig, *,
                 checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
                 progress: ProgressFn | None = None,
                 callback: CallbackFn | None = None,
-                comm: Communicator | None = None) -> ReconstructionResult:
+                comm: Communicator | None = None, rocking_step_rad: float | None = None,
+                evaluate: bool = True) -> ReconstructionResult:
     """Reconstruct S = s·e^{iφ} from a rocking scan with a forward model in the loop.
 
     intensity : (N, R, C) photons ≥ 0; valid : (R, C) or (N, R, C) bool (True = trusted);
     dq : (N, 3) rad/m, grid frame components (x, y, z); model : ForwardModel, ``model(S, dq_batch)``
-    -> (B, R, C) unscaled intensity (moved to ``config.device`` if it is an ``nn.Module``);
+    -> (B, R, C) unscaled intensity (moved to ``config.device`` if it is an ``nn.Module``), wrapped
+    in a :class:`dynbcdi.forward.measurement.MeasurementModel` with the terms of ``config.terms``;
     init : (Z, Y, X) complex initial object on the model's grid (Y, X) = (R, C) (e.g. the
     kinematic phasing result converted to the grid frame); its phase is unwrapped.
     checkpoint_dir : where checkpoints go (every ``config.checkpoint_every`` epochs and at the end);
@@ -113,41 +159,51 @@ def reconstruct(intensity: np.ndarray, valid: np.ndarray, dq: np.ndarray, model:
     comm : data parallelism over the angles (:mod:`dynbcdi.distributed`): each rank evaluates its
     shard of every mini-batch, gradient and loss sums are all-reduced, rank 0 alone writes
     checkpoints and reads the one it resumes from; None = one process.
+    rocking_step_rad : the rocking step (rad), to report rocking offsets in rad (None: in steps).
+    evaluate : compute the :class:`FitStatistics` of the result (one more pass over the frames).
     Inputs are checked before any computation (``ValueError`` naming the offending value).
     """
     data = validate_inputs(intensity, valid, dq, init, model)
-    run = _Run(data, model, config, comm if comm is not None else SingleProcess())
+    run = _Run(data, model, config, comm if comm is not None else SingleProcess(), rocking_step_rad)
     if resume:
         if checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
         state = load_checkpoint(checkpoint_dir, device=run.device) if run.comm.is_main else None
         run.load_state(run.comm.broadcast_object(state, device=run.device))
-    return run.loop(checkpoint_dir, progress, callback)
+    return run.loop(checkpoint_dir, progress, callback, evaluate)
 
 
 class _Run:
     """State of one reconstruction run (parameters, optimiser, scheduler, RNG, history)."""
 
     def __init__(self, data: dict[str, np.ndarray], model: ForwardFn, config: ReconstructionConfig,
-                 comm: Communicator):
+                 comm: Communicator, rocking_step_rad: float | None):
         self.config = config
         self.comm = comm
         self.device = torch.device(config.device)
         cdtype = getattr(torch, config.dtype)
         rdtype = torch.float32 if cdtype == torch.complex64 else torch.float64
+        self.intensity = torch.as_tensor(data["intensity"], dtype=rdtype, device=self.device)
+        valid = np.broadcast_to(data["valid"], data["intensity"].shape)
+        free = free_pixel_mask(valid, config.terms.free_fraction, config.terms.free_seed)
+        self.has_free = bool(free.any())
+        self.fit_valid = torch.as_tensor(valid & ~free, device=self.device)
+        self.free_valid = torch.as_tensor(free, device=self.device)
+        dq = torch.as_tensor(data["dq"], dtype=rdtype, device=self.device)
+        self.n_angles = dq.shape[0]
+        self.measure = MeasurementModel(lambda S, q: model(S.to(cdtype), q), dq, measurement_terms(config),
+                                        rocking_step_rad if rocking_step_rad is not None else 1.0)
         if isinstance(model, torch.nn.Module):
             model.to(self.device)
-        self.model = model
-        self.intensity = torch.as_tensor(data["intensity"], dtype=rdtype, device=self.device)
-        self.valid = torch.as_tensor(data["valid"], device=self.device).expand(self.intensity.shape)
-        self.dq = torch.as_tensor(data["dq"], dtype=rdtype, device=self.device)
-        n = self.dq.shape[0]
-        self.params = init_parameters(data["init"], n, config.shrinkwrap.init_threshold, self.device, rdtype)
-        broadcast_parameters(comm, [*self.params.leaves().values(), self.params.support])
+            self.measure.add_module("physics_module", model)  # moved and listed with the wrapper
+        self.measure.to(self.device)
+        self.params = init_parameters(data["init"], config.shrinkwrap.init_threshold, self.device, rdtype)
+        broadcast_parameters(comm, [*self.params.leaves().values(), self.params.support,
+                                    *self.measure.parameters()])
         with torch.no_grad():
-            self.params.log_scale.fill_(estimate_log_scale(
-                self._forward, self.params, self.dq, self.intensity, self.valid,
-                config.optimizer.chunk_size, comm))
+            self.measure.scale.log_scale.fill_(estimate_log_scale(
+                self.measure.unscaled, self.params.crystal(), self.n_angles, self.intensity, self.fit_valid,
+                config.optimizer.chunk_size, config.terms.background.init, comm))
         self.optimizer = self._make_optimizer()
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=config.optimizer.plateau_factor,
@@ -161,26 +217,31 @@ class _Run:
         self.failures_in_row = 0
         self.good = self._capture_good()
 
-    def _forward(self, S: torch.Tensor, dq: torch.Tensor) -> torch.Tensor:
-        return self.model(S.to(getattr(torch, self.config.dtype)), dq)
+    def leaves(self) -> list[torch.Tensor]:
+        """Every optimised tensor: crystal and measurement-term parameters."""
+        return [*self.params.leaves().values(), *self.measure.terms_parameters()]
 
     def _make_optimizer(self) -> torch.optim.Adam:
         oc = self.config.optimizer
         p = self.params
-        groups = [{"params": [p.phase], "lr": oc.lr},
-                  {"params": [p.s], "lr": oc.lr * oc.lr_amplitude_factor},
-                  {"params": [p.log_scale], "lr": oc.lr * oc.lr_scale_factor}]
-        if oc.refine_offsets:
-            groups.append({"params": [p.offsets], "lr": oc.lr * oc.lr_offset_factor})
-        else:
-            p.offsets.requires_grad_(False)
+        groups = [{"params": [p.phase], "lr": oc.lr, "name": "crystal.phase", "start_epoch": 0},
+                  {"params": [p.s], "lr": oc.lr * oc.lr_amplitude_factor, "name": "crystal.s", "start_epoch": 0},
+                  *self.measure.param_groups(oc.lr)]
         return torch.optim.Adam(groups, betas=oc.betas)
 
+    def _terms_state(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.measure.terms_state_dict().items()}
+
     def _capture_good(self) -> dict[str, Any]:
-        return {"params": self.params.snapshot(), "optimizer": copy.deepcopy(self.optimizer.state_dict())}
+        return {"params": self.params.snapshot(), "terms": self._terms_state(),
+                "optimizer": copy.deepcopy(self.optimizer.state_dict())}
+
+    def _restore(self, snap: dict[str, Any]) -> None:
+        self.params.restore(snap["params"])
+        self.measure.load_terms_state_dict(snap["terms"])
 
     def _rollback(self, reason: str) -> None:
-        self.params.restore(self.good["params"])
+        self._restore(self.good)
         self.optimizer.load_state_dict(copy.deepcopy(self.good["optimizer"]))
         for group in self.optimizer.param_groups:
             group["lr"] *= 0.5
@@ -189,39 +250,48 @@ class _Run:
         log.warning("epoch %d: %s; rolled back to the last good state, lr halved to %.3g",
                     self.epoch + 1, reason, self.optimizer.param_groups[0]["lr"])
 
-    def _data_loss(self, D: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    def _data_loss(self, D: torch.Tensor, idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         lc = self.config.loss
         fn = amplitude_loss if lc.kind == "amplitude" else poisson_loss
-        return fn(D, self.intensity[idx], self.valid[idx], lc.sqrt_floor)
+        return fn(D, self.intensity[idx], mask[idx], lc.sqrt_floor)
 
-    def _step(self, batch: torch.Tensor) -> float | None:
-        """One Adam step on a mini-batch of angle indices; None when the step was non-finite."""
+    def _step(self, batch: torch.Tensor) -> tuple[float, float] | None:
+        """One Adam step on a mini-batch of angle indices: (fit loss, free loss), None when non-finite."""
         p = self.params
         self.optimizer.zero_grad(set_to_none=False)
-        total = 0.0
+        total, free = 0.0, 0.0
         local = self.comm.shard(batch)
         for idx in torch.split(local, self.config.optimizer.chunk_size) if local.numel() else ():
-            dq = effective_dq(self.dq, p.offsets)[idx] if p.offsets.requires_grad else self.dq[idx]
-            D = torch.exp(p.log_scale) * self._forward(p.crystal(), dq)
-            loss = self._data_loss(D, idx).sum() / batch.numel()
+            D = self.measure(p.crystal(), idx)
+            loss = self._data_loss(D, idx, self.fit_valid).sum() / batch.numel()
+            if self.has_free:
+                with torch.no_grad():
+                    free += float(self._data_loss(D.detach(), idx, self.free_valid).sum()) / batch.numel()
             loss.backward()
             total += float(loss.detach())
-        total = reduce_gradients(self.comm, p.leaves().values(), total)
+        total = reduce_gradients(self.comm, self.leaves(), total)
+        if self.has_free:
+            (free,) = reduce_sums(self.comm, free)
         if self.config.loss.atv_weight > 0:
             reg = self.config.loss.atv_weight * atv(p.crystal(), self.config.loss.atv_epsilon)
             reg.backward()
             total += float(reg.detach())
-        grads_ok = all(bool(torch.isfinite(t.grad).all()) for t in p.leaves().values() if t.grad is not None)
+        grads_ok = all(bool(torch.isfinite(t.grad).all()) for t in self.leaves() if t.grad is not None)
         if not (math.isfinite(total) and grads_ok):
             return None
+        for group in self.optimizer.param_groups:  # terms that start later: no update yet
+            if group.get("start_epoch", 0) > self.epoch:
+                for t in group["params"]:
+                    t.grad = None
         self.good = self._capture_good()
         self.optimizer.step()
         p.project()
-        return total
+        self.measure.project()
+        return total, (free if self.has_free else math.nan)
 
-    def _epoch(self) -> float:
-        """One pass over all angles in random mini-batches; returns the mean mini-batch loss."""
-        n = self.dq.shape[0]
+    def _epoch(self) -> tuple[float, float]:
+        """One pass over all angles in random mini-batches; returns the mean mini-batch (fit, free) losses."""
+        n = self.n_angles
         perm = torch.randperm(n, generator=self.generator).to(self.device)
         losses = []
         for batch in torch.tensor_split(perm, min(self.config.optimizer.n_batches, n)):
@@ -231,7 +301,7 @@ class _Run:
                 continue
             self.failures_in_row = 0
             losses.append(loss)
-        return float(np.mean(losses)) if losses else math.nan
+        return tuple(np.mean(losses, axis=0)) if losses else (math.nan, math.nan)
 
     @torch.no_grad()
     def _shrink_wrap(self) -> None:
@@ -244,37 +314,41 @@ class _Run:
         log.debug("epoch %d: shrink-wrap support %d voxels", self.epoch, int(self.params.support.sum()))
 
     def _converged(self) -> bool:
+        """Smoothed rule: the mean losses of the last two windows differ by at most tol (relative);
+        see :class:`StoppingConfig`. Two-sided: a rising loss (too large a step) is not convergence."""
         st = self.config.stopping
-        losses = self.history.loss
-        if self.epoch < max(st.min_epochs, st.window + 1):
+        series = self.history.free_loss if (st.loss == "free" and self.has_free) else self.history.loss
+        w = st.window
+        if self.epoch < max(st.min_epochs, 2 * w):
             return False
-        old, new = losses[-1 - st.window], losses[-1]
-        return abs(old - new) <= st.tol * abs(old)
+        prev, last = np.nanmean(series[-2 * w:-w]), np.nanmean(series[-w:])
+        return bool(abs(prev - last) <= st.tol * abs(prev))
 
-    def _after_epoch(self, loss: float, t0: float, progress: ProgressFn | None) -> None:
+    def _after_epoch(self, losses: tuple[float, float], t0: float, progress: ProgressFn | None) -> None:
         self.epoch += 1
+        loss, free = losses
         if math.isfinite(loss):
             self.scheduler.step(loss)
         sw = self.config.shrinkwrap
         if sw.every and self.epoch >= sw.start and self.epoch % sw.every == 0:
             self._shrink_wrap()
-        record = EpochRecord(self.epoch, loss, self.optimizer.param_groups[0]["lr"],
+        record = EpochRecord(self.epoch, float(loss), self.optimizer.param_groups[0]["lr"],
                              self.elapsed_s + time.perf_counter() - t0,
-                             int(self.params.support.sum()), self.rollbacks)
+                             int(self.params.support.sum()), self.rollbacks, float(free))
         self.history.records.append(record)
-        log.debug("epoch %d loss %.6g lr %.3g", record.epoch, record.loss, record.lr)
+        log.debug("epoch %d loss %.6g free %.6g lr %.3g", record.epoch, record.loss, record.free_loss, record.lr)
         if progress is not None:
             progress(record)
 
     def loop(self, checkpoint_dir: str | os.PathLike | None, progress: ProgressFn | None,
-             callback: CallbackFn | None) -> ReconstructionResult:
+             callback: CallbackFn | None, evaluate: bool = True) -> ReconstructionResult:
         """Run epochs until convergence, max epochs, interruption or a callback stop."""
         t0 = time.perf_counter()
         reason = "max_epochs"
         try:
             while self.epoch < self.config.epochs:
-                loss = self._epoch()
-                self._after_epoch(loss, t0, progress)
+                losses = self._epoch()
+                self._after_epoch(losses, t0, progress)
                 if self.failures_in_row >= self.config.optimizer.max_rollbacks:
                     reason = "non_finite"
                     break
@@ -293,43 +367,51 @@ class _Run:
         if checkpoint_dir is not None and self.comm.is_main:
             save_checkpoint(checkpoint_dir, self.state(t0))
         log.info("stopped after %d epochs: %s", self.epoch, reason)
-        return self.result(reason)
+        stats = None
+        if evaluate and reason != "interrupted":
+            stats = fit_statistics(self.measure, self.params.crystal(), self.intensity, self.fit_valid,
+                                   self.free_valid, self.config.optimizer.chunk_size,
+                                   self.config.loss.sqrt_floor, self.comm)
+        return self.result(reason, stats)
 
     def state(self, t0: float) -> dict[str, Any]:
-        """Everything needed to continue the run bit-for-bit."""
-        return {"params": self.params.snapshot(), "optimizer": self.optimizer.state_dict(),
+        """Everything needed to continue the run bit-for-bit; the history is stored by column name."""
+        return {"params": self.params.snapshot(), "terms": self._terms_state(),
+                "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "rng": self.generator.get_state(),
                 "good": self.good, "epoch": self.epoch, "rollbacks": self.rollbacks,
                 "failures_in_row": self.failures_in_row,
                 "elapsed_s": self.elapsed_s + time.perf_counter() - t0,
-                "history": [list(vars(r).values()) for r in self.history.records],
+                "history": self.history.as_columns(),
                 "config": self.config.to_dict()}
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state` (from a checkpoint); the grid and scan must match."""
         snap = state["params"]
-        if snap["s"].shape != self.params.s.shape or snap["offsets"].shape != self.params.offsets.shape:
-            raise ValueError(f"checkpoint grid {tuple(snap['s'].shape)} / {snap['offsets'].shape[0]} angles "
-                             f"does not match {tuple(self.params.s.shape)} / {self.params.offsets.shape[0]}")
+        n = state["terms"]["rocking.frame_steps"].shape[0]
+        if snap["s"].shape != self.params.s.shape or n != self.n_angles:
+            raise ValueError(f"checkpoint grid {tuple(snap['s'].shape)} / {n} angles "
+                             f"does not match {tuple(self.params.s.shape)} / {self.n_angles}")
         if {**state["config"], "epochs": 0} != {**self.config.to_dict(), "epochs": 0}:
             log.warning("resuming with a configuration that differs from the checkpoint's")
-        self.params.restore(snap)
+        self._restore(state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["rng"].cpu())
         self.good = state["good"]
         self.epoch, self.rollbacks, self.elapsed_s = state["epoch"], state["rollbacks"], state["elapsed_s"]
         self.failures_in_row = state["failures_in_row"]
-        self.history = History([EpochRecord(*row) for row in state["history"]])
+        self.history = History.from_columns(state["history"])
 
-    def result(self, reason: str) -> ReconstructionResult:
+    def result(self, reason: str, stats: FitStatistics | None = None) -> ReconstructionResult:
         """Detached numpy copy of the current state."""
         p = self.params
         with torch.no_grad():
             S = p.crystal().cpu().numpy()
             support = p.support.cpu().numpy()
+            terms = self.measure.summary()
             return ReconstructionResult(
                 S=S, s=np.abs(S), phase=np.where(support, p.phase.cpu().numpy(), 0.0),
-                support=support, scale=float(torch.exp(p.log_scale)),
-                offsets=p.offsets.detach().cpu().numpy(), history=self.history,
-                epochs=self.epoch, stopped_reason=reason)
+                support=support, scale=terms["scale"], offsets=terms["frame_offsets_steps"],
+                history=self.history, epochs=self.epoch, stopped_reason=reason, terms=terms, fit=stats,
+                free=self.free_valid.cpu().numpy())

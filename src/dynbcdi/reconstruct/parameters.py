@@ -7,9 +7,8 @@ Parametrisation (documented choices):
   (where s is allowed to be non-zero) is applied as a hard mask, s = 0 and frozen outside it;
 - phase φ(r) = −h·u in rad is optimised directly (not Re/Im of S), so it stays continuous and never
   wraps; S = s·e^{iφ};
-- the intensity scale is optimised as its natural logarithm (positive, scale-free steps);
-- optional per-angle rocking offsets δ_j are in units of the local rocking step: the effective
-  momentum transfer is Δq_j + δ_j·(∂Δq/∂j), with ∂Δq/∂j the central difference of the scan (N ≥ 2).
+- the intensity scale, rocking offsets and the other measurement terms are parameters of
+  :class:`dynbcdi.forward.measurement.MeasurementModel` (see :mod:`dynbcdi.forward.terms`).
 """
 
 from __future__ import annotations
@@ -29,19 +28,16 @@ ForwardFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass
 class CrystalParameters:
-    """Leaf tensors of the optimisation (all on one device).
+    """Leaf tensors of the crystal (all on one device); the measurement terms (scale, rocking
+    offsets, ...) live in :class:`dynbcdi.forward.measurement.MeasurementModel`.
 
     s : (Z, Y, X) real, amplitude (≥ 0, normalised to max 1 at initialisation).
     phase : (Z, Y, X) real, rad, continuous.
-    log_scale : 0-d real, ln of the photons-per-model-unit intensity scale.
-    offsets : (N,) real, rocking offsets in rocking steps (zeros unless refined).
     support : (Z, Y, X) bool, not optimised; s is 0 and frozen where False.
     """
 
     s: torch.Tensor
     phase: torch.Tensor
-    log_scale: torch.Tensor
-    offsets: torch.Tensor
     support: torch.Tensor
 
     def crystal(self) -> torch.Tensor:
@@ -50,8 +46,8 @@ class CrystalParameters:
         return torch.polar(s, self.phase)
 
     def leaves(self) -> dict[str, torch.Tensor]:
-        """Optimised tensors by name (the order of the Adam parameter groups)."""
-        return {"phase": self.phase, "s": self.s, "log_scale": self.log_scale, "offsets": self.offsets}
+        """Optimised tensors by name."""
+        return {"phase": self.phase, "s": self.s}
 
     @torch.no_grad()
     def project(self) -> None:
@@ -73,14 +69,6 @@ class CrystalParameters:
         self.support.copy_(snap["support"])
 
 
-def effective_dq(dq: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """Δq_j + δ_j·∂Δq/∂j. dq : (N, 3) rad/m grid frame, offsets : (N,) rocking steps -> (N, 3)."""
-    if dq.shape[0] < 2:
-        return dq
-    step = torch.gradient(dq, dim=0)[0]
-    return dq + offsets[:, None].to(dq.dtype) * step
-
-
 def initial_support(init: np.ndarray, threshold: float) -> np.ndarray:
     """Support of an initial object: |init| > threshold · max|init|. init (Z, Y, X) -> bool."""
     amp = np.abs(init)
@@ -96,12 +84,12 @@ def unwrapped_phase(init: np.ndarray, support: np.ndarray) -> np.ndarray:
     return np.where(support, unwrap_phase(np.angle(init), support), 0.0)
 
 
-def init_parameters(init: np.ndarray, n_angles: int, support_threshold: float,
+def init_parameters(init: np.ndarray, support_threshold: float,
                     device: torch.device, real_dtype: torch.dtype) -> CrystalParameters:
     """Parameters from an initial complex object on the grid (kinematic result or user object).
 
     init : (Z, Y, X) complex. Amplitude normalised to max 1 (the scale absorbs the rest), phase
-    unwrapped on the support, log_scale = 0 (set later by :func:`estimate_log_scale`).
+    unwrapped on the support.
     """
     support = initial_support(init, support_threshold)
     amp = np.where(support, np.abs(init), 0.0)
@@ -111,31 +99,32 @@ def init_parameters(init: np.ndarray, n_angles: int, support_threshold: float,
     def leaf(a: np.ndarray) -> torch.Tensor:
         return torch.tensor(a, dtype=real_dtype, device=device, requires_grad=True)
 
-    return CrystalParameters(
-        s=leaf(amp), phase=leaf(phase), log_scale=leaf(np.zeros(())),
-        offsets=leaf(np.zeros(n_angles)),
-        support=torch.tensor(support, device=device))
+    return CrystalParameters(s=leaf(amp), phase=leaf(phase), support=torch.tensor(support, device=device))
 
 
 @torch.no_grad()
-def estimate_log_scale(model: ForwardFn, params: CrystalParameters, dq: torch.Tensor,
-                       intensity: torch.Tensor, valid: torch.Tensor, chunk_size: int,
+def estimate_log_scale(model: ForwardFn, S: torch.Tensor, n_angles: int, intensity: torch.Tensor,
+                       valid: torch.Tensor, chunk_size: int, background: float = 0.0,
                        comm: Communicator | None = None) -> float:
-    """ln(Σ_valid I / Σ_valid D) over the scan, D the unscaled model intensity, in chunks.
+    """ln(Σ_valid (I − b) / Σ_valid D) over the scan, D = ``model(S, idx)`` the unscaled model
+    intensity, b the background (photons/pixel), in chunks of angle indices.
 
-    dq : (N, 3) rad/m; intensity : (N, R, C); valid : (N, R, C) bool. Raises ``ValueError`` when the
-    initial model gives no intensity on the valid pixels. comm : sums over this rank's shard of the
-    angles, all-reduced (None = one process, all angles).
+    S : (Z, Y, X) complex; intensity : (N, R, C); valid : (N, R, C) bool. Raises ``ValueError``
+    when the initial model gives no intensity on the valid pixels. comm : sums over this rank's
+    shard of the angles, all-reduced (None = one process, all angles).
     """
-    S = params.crystal()
-    model_sum, data_sum = 0.0, 0.0
+    model_sum, data_sum, count = 0.0, 0.0, 0.0
     comm = comm if comm is not None else SingleProcess()
-    local = comm.shard(torch.arange(dq.shape[0], device=dq.device))
+    local = comm.shard(torch.arange(n_angles, device=intensity.device))
     for idx in torch.split(local, chunk_size) if local.numel() else ():
-        D = model(S, dq[idx])
+        D = model(S, idx)
         model_sum += float(torch.where(valid[idx], D, torch.zeros_like(D)).sum())
         data_sum += float(torch.where(valid[idx], intensity[idx], torch.zeros_like(D)).sum())
-    model_sum, data_sum = reduce_sums(comm, model_sum, data_sum)
+        count += float(valid[idx].sum())
+    model_sum, data_sum, count = reduce_sums(comm, model_sum, data_sum, count)
     if not np.isfinite(model_sum) or model_sum <= 0:
         raise ValueError(f"initial object gives model intensity {model_sum} on the valid pixels")
-    return float(np.log(data_sum / model_sum))
+    signal = data_sum - background * count
+    if signal <= 0:
+        raise ValueError(f"background {background} photons/pixel exceeds the mean valid intensity")
+    return float(np.log(signal / model_sum))

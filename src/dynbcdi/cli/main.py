@@ -38,8 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"dynbcdi {args.command}: error: {err}", file=sys.stderr)
+        print(f"dynbcdi {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except OSError as err:  # IsADirectoryError, NotADirectoryError, PermissionError, disk full ...
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        print(f"dynbcdi {args.command}: error: {where}{err.strerror or _one_line(err)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line (library messages sometimes span several)."""
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 if __name__ == "__main__":

@@ -1,14 +1,19 @@
-"""`dynbcdi phase`: kinematic phase retrieval (HIO/ER/shrink-wrap) of a dataset, both frames saved.
+"""`dynbcdi phase`: kinematic phase retrieval (HIO/ER/shrink-wrap) of an intensity file.
 
 Examples::
 
     dynbcdi phase scan.cxi --out phasing                       # the paper's 1800-iteration schedule
     dynbcdi phase scan.cxi --out phasing --starts 8 --seed 3 --device cuda
     dynbcdi phase scan.cxi --out quick --recipe "shrinkwrap(start=50), (HIO**50, ER**50)**4, ER**100"
+    dynbcdi phase data.npy --out phasing                       # PyNX/cohere input: detector frame only
 
-Writes in OUT: ``object_detector.npz`` (detector-conjugate frame, metadata ``frame="detector"`` and
-the real-space basis) and ``object_grid.npz`` (orthogonal grid frame, ``frame="grid"``), both with
-the support and the error history (``dynbcdi.io.save_result`` layout; ``--format cxi`` for CXI).
+With a dynbcdi dataset (``dynbcdi prepare`` / ``simulate``, .cxi or .npz with geometry) it writes in
+OUT: ``object_detector.npz`` (detector-conjugate frame, metadata ``frame="detector"`` and the
+real-space basis) and ``object_grid.npz`` (orthogonal grid frame, ``frame="grid"``), both with the
+support and the error history (``dynbcdi.io.save_result`` layout; ``--format cxi`` for CXI). Any
+other intensity file (``dynbcdi.io.readers.intensity.load_intensity``: .npy, .npz, .tif, CXI/HDF5)
+is phased in the detector frame only: the grid conversion needs the geometry.
+Everything (device, recipe, output paths, geometry) is checked before the first iteration.
 Ctrl-C stops the iterations and still writes the partial result, flagged ``interrupted``.
 """
 
@@ -36,7 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         f"Recipe presets: {', '.join(PRESETS)}; or a recipe string such as "
         "'support(box=0.5), shrinkwrap(start=100, every=10), (HIO(beta=0.9)**50, ER**50)**16, ER**200'.",
     )
-    parser.add_argument("dataset", type=Path, help="dataset file (.cxi or .npz, dynbcdi.io.load_dataset)")
+    parser.add_argument("data", type=Path, help="dynbcdi dataset (.cxi/.npz with geometry) or any intensity file "
+                        "(.npy, .npz, .tif, PyNX/cdiutils/bcdi CXI or HDF5)")
+    parser.add_argument("--data-path", help="npz key or HDF5 dataset of the intensity (files holding several)")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--recipe", default="paper", help="recipe string or preset name (default: paper)")
     parser.add_argument("--starts", type=int, default=1, help="number of random starts (default 1)")
@@ -51,25 +58,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-def output_paths(out: Path, fmt: str) -> dict[str, Path]:
-    """The two result files written in ``out`` (detector and grid frame)."""
-    return {name: out / f"{name}.{fmt}" for name in OUTPUT_NAMES}
+def output_paths(out: Path, fmt: str, names: tuple[str, ...] = OUTPUT_NAMES) -> dict[str, Path]:
+    """The result files written in ``out`` (detector and, with geometry, grid frame)."""
+    return {name: out / f"{name}.{fmt}" for name in names}
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the command; returns 0, or 130 when interrupted (partial result written)."""
     import torch
 
-    from dynbcdi.io import load_dataset
     from dynbcdi.phasing import phase_retrieval
-    from dynbcdi.phasing.recipes import parse_recipe
 
-    paths = output_paths(args.out, args.format)
-    existing = [str(p) for p in paths.values() if p.exists()]
-    if existing and not args.overwrite:
-        raise FileExistsError(f"{', '.join(existing)} exist; pass --overwrite to replace them")
-    recipe = parse_recipe(args.recipe)  # fail on a bad recipe before loading data
-    dataset = load_dataset(args.dataset)
+    recipe, device, data, paths = _prepare(args)
     with _StopOnSigint() as stopper, _progress_bar(recipe.n_iterations * args.starts, args.no_progress) as bar:
 
         def progress(info) -> bool:
@@ -79,12 +79,83 @@ def run(args: argparse.Namespace) -> int:
             return stopper.requested
 
         result = phase_retrieval(
-            dataset.intensity, dataset.valid, recipe=recipe, n_starts=args.starts, seed=args.seed,
-            device=args.device, dtype=torch.complex128 if args.double else torch.complex64, progress=progress,
+            data.intensity, data.valid, recipe=recipe, n_starts=args.starts, seed=args.seed,
+            device=device, dtype=torch.complex128 if args.double else torch.complex64, progress=progress,
         )
-    written = write_outputs(result, dataset, paths, args.grid_z, args.overwrite)
+    if data.dataset is not None:
+        written = write_outputs(result, data.dataset, paths, args.grid_z, args.overwrite)
+    else:
+        written = write_detector_output(result, paths["object_detector"], data.source, args.overwrite)
     _print_summary(result, written)
     return EXIT_INTERRUPTED if result.interrupted else 0
+
+
+class _PhasingInput:
+    """What `phase` phases: the intensity and mask, and the dataset when the file has geometry."""
+
+    def __init__(self, intensity, valid, dataset, source: dict) -> None:
+        self.intensity, self.valid, self.dataset, self.source = intensity, valid, dataset, source
+
+
+def _prepare(args: argparse.Namespace):
+    """Validate device, recipe, output paths, data and geometry before any iteration."""
+    from dynbcdi.devices import resolve_device
+    from dynbcdi.io.dataset import is_dataset_file, load_dataset
+    from dynbcdi.io.filecheck import check_output_path
+    from dynbcdi.io.readers.intensity import load_intensity
+    from dynbcdi.phasing.recipes import parse_recipe
+    from dynbcdi.phasing.retrieval import validate_data
+
+    device = resolve_device(args.device)
+    recipe = parse_recipe(args.recipe)
+    if args.starts < 1:
+        raise ValueError(f"--starts must be >= 1, got {args.starts}")
+    check_output_path(args.out, "output directory", directory=True)
+    with_geometry = is_dataset_file(args.data)
+    if with_geometry and args.data_path is not None:
+        raise ValueError(f"{args.data}: a dynbcdi dataset holds one intensity; --data-path does not apply")
+    paths = output_paths(args.out, args.format, OUTPUT_NAMES if with_geometry else OUTPUT_NAMES[:1])
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing and not args.overwrite:
+        raise FileExistsError(f"{', '.join(existing)} exist; pass --overwrite to replace them")
+    if with_geometry:
+        dataset = load_dataset(args.data)
+        _check_geometry(dataset, args.data)
+        data = _PhasingInput(dataset.intensity, dataset.valid, dataset, {"data_file": str(args.data)})
+    else:
+        loaded = load_intensity(args.data, args.data_path)
+        print(f"{args.data}: no geometry: writing the detector-frame object only; the grid-frame conversion "
+              "needs the geometry (make a dataset with `dynbcdi prepare`, or pass a dataset file)")
+        data = _PhasingInput(loaded.intensity, loaded.valid, None,
+                             {"data_file": str(args.data), "data_member": loaded.metadata.get("member"),
+                              "data_format": loaded.format})
+    try:
+        validate_data(data.intensity, data.valid)
+    except ValueError as err:
+        raise ValueError(f"{args.data}: {err}") from None
+    return recipe, device, data, paths
+
+
+def _check_geometry(dataset, path: Path) -> None:
+    """Everything the grid-frame output needs, evaluated now rather than after the iterations."""
+    try:
+        dataset.geometry.realspace_basis(dataset.intensity.shape)
+        dataset.geometry.grid_spacing_m()
+    except ValueError as err:
+        raise ValueError(f"{path}: the geometry cannot give the grid frame: {err}") from None
+
+
+def write_detector_output(result, path: Path, source: dict, overwrite: bool) -> dict[str, Path]:
+    """Save the detector-frame object of a file without geometry (no voxel size); return {name: path}."""
+    from dynbcdi.io import save_result
+
+    metadata = {
+        "recipe": result.recipe, "seeds": list(result.seeds), "start_errors": list(result.start_errors),
+        "final_error": result.final_error, "llk": result.llk, "interrupted": result.interrupted,
+        "frame": "detector", **{k: v for k, v in source.items() if v is not None},
+    }
+    return {"object_detector": save_result(path, result.obj, None, result.support, metadata,
+                                           {"error": result.error}, overwrite)}
 
 
 def write_outputs(result, dataset, paths: dict[str, Path], grid_z: int | None, overwrite: bool) -> dict[str, Path]:

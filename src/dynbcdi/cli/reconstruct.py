@@ -37,7 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Optimise shape s and phase φ of the crystal with the TTE forward model in the loop "
                     "(paper Eq. 4), starting from a kinematic phase-retrieval result.")
     parser.add_argument("dataset", help="dataset file (.cxi/.npz, dynbcdi.io.load_dataset)")
-    parser.add_argument("--init", required=True, help="initial object: a result file (dynbcdi.io.save_result)")
+    parser.add_argument("--init", required=True,
+                        help="initial object: a dynbcdi result (`dynbcdi phase`), a PyNX run CXI, a cdiutils or "
+                             "PyNX mode file, or cohere's image.npy (dynbcdi.io.readers.objects.load_object)")
     parser.add_argument("--init-frame", choices=("auto", "grid", "detector"), default="auto",
                         help="frame of the initial object; auto: its 'frame' metadata, else detector "
                              "when its shape equals the data shape, else grid")
@@ -63,30 +65,45 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _config(args: argparse.Namespace) -> ReconstructionConfig:
+    """The configuration (TOML or defaults, then flags), its device checked against this machine."""
+    from dynbcdi.devices import resolve_device
+
     cfg = load_config(args.config) if args.config else default_config()
     if args.device:
         cfg = cfg.replace(device=args.device)
+    resolve_device(cfg.device)
     if args.epochs is not None:
         cfg = cfg.replace(epochs=args.epochs)
     return cfg
 
 
 def _initial_object(args: argparse.Namespace, dataset) -> np.ndarray:
-    """The initial object on the grid frame (Z, rows, cols), converted from the detector frame if needed."""
-    from dynbcdi.io import load_result
+    """The initial object on the grid frame (Z, rows, cols), converted from the detector frame if needed.
+
+    The file's writer and conventions are detected by :func:`dynbcdi.io.readers.objects.load_object`.
+    Frame: ``--init-frame``, else the file's own (dynbcdi results; PyNX/cdiutils/cohere objects are
+    detector-frame), else detector when the shape equals the data shape, else grid.
+    """
+    from dynbcdi.io.readers.objects import load_object
     from dynbcdi.phasing import detector_to_grid, grid_shape_for
 
-    stored = load_result(args.init)
+    stored = load_object(args.init)
     frame = args.init_frame
     if frame == "auto":
-        frame = stored.metadata.get("frame") or ("detector" if stored.obj.shape == dataset.intensity.shape
-                                                 else "grid")
+        frame = stored.frame or ("detector" if stored.obj.shape == dataset.intensity.shape else "grid")
     rows, cols = dataset.intensity.shape[1:]
     if frame == "grid":
         if stored.obj.shape[1:] != (rows, cols):
-            raise ValueError(f"grid-frame init shape {stored.obj.shape} does not match the detector "
-                             f"(rows, cols) = {(rows, cols)}")
+            raise ValueError(f"{args.init}: grid-frame object of shape {stored.obj.shape} does not match the "
+                             f"detector (rows, cols) = {(rows, cols)}")
         return stored.obj
+    if frame != "detector":
+        raise ValueError(f"{args.init}: a {frame}-frame object cannot start the reconstruction; "
+                         "pass a detector- or grid-frame object")
+    if stored.obj.shape != dataset.intensity.shape:
+        raise ValueError(f"{args.init}: {stored.source_format} object of shape {stored.obj.shape} is not in the "
+                         f"detector frame of {args.dataset}: a detector-frame object must have the data shape "
+                         f"{dataset.intensity.shape} (--init-frame grid for a grid-frame object)")
     basis = dataset.geometry.realspace_basis(stored.obj.shape)
     nz = args.grid_z or grid_shape_for(basis, stored.obj.shape, dataset.spacing_m)[0]
     return detector_to_grid(stored.obj, basis, (nz, rows, cols), dataset.spacing_m)
@@ -116,6 +133,9 @@ def write_history(result: ReconstructionResult, out: Path) -> None:
 
 
 def _check_targets(out: Path, overwrite: bool) -> None:
+    from dynbcdi.io.filecheck import check_output_path
+
+    check_output_path(out, "output directory", directory=True)
     for name in (RESULT_NAME, HISTORY_CSV, HISTORY_JSON):
         if (out / name).exists() and not overwrite:
             raise FileExistsError(f"{out / name} exists; pass --overwrite to replace it")

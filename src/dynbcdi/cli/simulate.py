@@ -110,12 +110,17 @@ def run(args: argparse.Namespace) -> int:
         print(doc)
         print("available:", ", ".join(sorted(PRESETS)))
         return 0
+    from dynbcdi.devices import resolve_device
+    from dynbcdi.io.filecheck import check_output_path
+
     if args.out is None:
         raise ValueError("--out FILE (.cxi or .npz) is required")
     if args.out.suffix not in (".cxi", ".npz"):
         raise ValueError(f"--out must end in .cxi or .npz, got {str(args.out)!r}")
+    check_output_path(args.out, "dataset file")
     if args.out.exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
+    resolve_device(args.device)
     if not args.distributed:
         return _simulate(args, None)
     from dynbcdi.distributed import init_distributed

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dynbcdi.io.filecheck import check_input_file, check_output_path, load_npz, open_hdf5, sniff_format
+
 if TYPE_CHECKING:
     from dynbcdi.geometry import BraggGeometry
     from dynbcdi.materials import ReflectionConstants
@@ -108,6 +110,11 @@ def _arrays_to_fields(cls: type, stored: dict[str, np.ndarray]) -> Any:
     unknown = set(stored) - set(names)
     if unknown:
         raise ValueError(f"file holds unknown {cls.__name__} fields {sorted(unknown)}")
+    required = {n for n, f in names.items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    missing = required - set(stored)
+    if missing:
+        raise ValueError(f"{cls.__name__} fields missing from the file: {sorted(missing)}")
     kwargs = {k: _to_python(v, str(names[k].type)) for k, v in stored.items()}
     return cls(**kwargs)
 
@@ -138,6 +145,7 @@ def _check_target(path: str | os.PathLike, overwrite: bool) -> Path:
     p = Path(path)
     if p.suffix not in (".cxi", ".npz"):
         raise ValueError(f"dataset file must end in .cxi or .npz, got {str(p)!r}")
+    check_output_path(p, "dataset file")
     if p.exists() and not overwrite:
         raise FileExistsError(f"{p} exists; pass overwrite=True to replace it")
     return p
@@ -194,28 +202,56 @@ def _read_group(grp) -> dict[str, np.ndarray]:
     return out
 
 
+NOT_A_DATASET = ("not a dynbcdi dataset; for a plain intensity file use `dynbcdi prepare` "
+                 "or `dynbcdi phase` directly")
+_CXI_INTENSITY = "entry_1/data_1/data"
+_CXI_MASK = "entry_1/instrument_1/detector_1/mask"
+
+
 def _read_cxi(path: Path) -> Dataset:
     import h5py
 
     from dynbcdi.geometry import BraggGeometry
     from dynbcdi.materials import ReflectionConstants
 
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path, "dataset file") as f:
         if _ROOT not in f:
-            raise ValueError(f"{path} is a CXI file without the {_ROOT} group; it was not written by dynbcdi")
+            raise ValueError(f"{path}: CXI file without the {_ROOT} group: {NOT_A_DATASET}")
         root = f[_ROOT]
-        intensity = f["entry_1/data_1/data"][()]
-        mask = f["entry_1/instrument_1/detector_1/mask"][()]
+        needed = {_CXI_INTENSITY: f, _CXI_MASK: f, "geometry": root, "reflection": root, "spacing_m": root}
+        missing = [k for k, where in needed.items() if k not in where]
+        if missing:
+            raise ValueError(f"{path}: dynbcdi dataset missing {', '.join(missing)}")
+        if not isinstance(f[_CXI_INTENSITY], h5py.Dataset):
+            raise ValueError(f"{path}: {_CXI_INTENSITY} is not a dataset")
         truth = root["truth"][()] if "truth" in root else None
-        return Dataset(
-            intensity=intensity,
-            valid=mask == 0,
-            geometry=_arrays_to_fields(BraggGeometry, _read_group(root["geometry"])),
-            reflection=_arrays_to_fields(ReflectionConstants, _read_group(root["reflection"])),
-            spacing_m=tuple(root["spacing_m"][()].tolist()),
-            truth=truth,
-            metadata={**json.loads(root.attrs["metadata"]), **_read_group(root["metadata_arrays"])},
+        arrays = _read_group(root["metadata_arrays"]) if "metadata_arrays" in root else {}
+        return _build(path, intensity=f[_CXI_INTENSITY][()], valid=f[_CXI_MASK][()] == 0,
+                      geometry=(BraggGeometry, _read_group(root["geometry"])),
+                      reflection=(ReflectionConstants, _read_group(root["reflection"])),
+                      spacing_m=root["spacing_m"][()], truth=truth,
+                      metadata_json=root.attrs.get("metadata", "{}"), metadata_arrays=arrays)
+
+
+def _build(path: Path, *, intensity, valid, geometry, reflection, spacing_m, truth, metadata_json,
+           metadata_arrays) -> Dataset:
+    """The Dataset from stored arrays; every inconsistency becomes a ValueError naming ``path``."""
+    try:
+        metadata = json.loads(str(metadata_json))
+        dataset = Dataset(
+            intensity=intensity, valid=valid,
+            geometry=_arrays_to_fields(*geometry), reflection=_arrays_to_fields(*reflection),
+            spacing_m=tuple(np.asarray(spacing_m, dtype=float).reshape(-1).tolist()), truth=truth,
+            metadata={**metadata, **metadata_arrays},
         )
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{path}: invalid dynbcdi dataset: {err}") from None
+    geo, shape = dataset.geometry, dataset.intensity.shape
+    expected = (len(np.atleast_1d(geo.rocking_angles_rad)), *tuple(geo.detector_shape))
+    if shape != expected:
+        raise ValueError(f"{path}: intensity shape {shape} does not match the geometry's "
+                         f"(rocking angles, rows, cols) = {expected}")
+    return dataset
 
 
 # --- npz ------------------------------------------------------------------------------------
@@ -243,21 +279,36 @@ def _read_npz(path: Path) -> Dataset:
     from dynbcdi.geometry import BraggGeometry
     from dynbcdi.materials import ReflectionConstants
 
-    with np.load(path, allow_pickle=False) as z:
-        data = {k: z[k] for k in z.files}
+    data = load_npz(path, "dataset .npz")
+    if "format_version" not in data or not any(k.startswith("geometry.") for k in data):
+        raise ValueError(f"{path}: .npz without dynbcdi's format_version and geometry.* keys "
+                         f"(holds {sorted(data)[:6]}): {NOT_A_DATASET}")
+    missing = [k for k in ("intensity", "valid", "spacing_m", "metadata_json") if k not in data]
+    if missing:
+        raise ValueError(f"{path}: dynbcdi dataset missing {', '.join(missing)}")
 
     def group(prefix: str) -> dict[str, np.ndarray]:
         return {k.split(".", 1)[1]: v for k, v in data.items() if k.startswith(prefix + ".")}
 
-    return Dataset(
-        intensity=data["intensity"],
-        valid=data["valid"],
-        geometry=_arrays_to_fields(BraggGeometry, group("geometry")),
-        reflection=_arrays_to_fields(ReflectionConstants, group("reflection")),
-        spacing_m=tuple(data["spacing_m"].tolist()),
-        truth=data.get("truth"),
-        metadata={**json.loads(str(data["metadata_json"])), **group("metadata_array")},
-    )
+    return _build(path, intensity=data["intensity"], valid=data["valid"],
+                  geometry=(BraggGeometry, group("geometry")), reflection=(ReflectionConstants, group("reflection")),
+                  spacing_m=data["spacing_m"], truth=data.get("truth"), metadata_json=data["metadata_json"],
+                  metadata_arrays=group("metadata_array"))
+
+
+def is_dataset_file(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a dynbcdi dataset (.cxi with ``entry_1/dynbcdi``, or .npz with ``geometry.*``).
+
+    Decided from the content; an unreadable file raises the one-line errors of :func:`load_dataset`.
+    """
+    p = check_input_file(path, "data file")
+    kind = sniff_format(p)
+    if kind == "hdf5":
+        with open_hdf5(p, "data file") as f:
+            return _ROOT in f
+    if kind == "npz":
+        return "format_version" in (keys := load_npz(p, "data .npz")) and any(k.startswith("geometry.") for k in keys)
+    return False
 
 
 def save_dataset(dataset: Dataset, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -271,10 +322,16 @@ def save_dataset(dataset: Dataset, path: str | os.PathLike, overwrite: bool = Fa
 
 
 def load_dataset(path: str | os.PathLike) -> Dataset:
-    """Read a dataset written by :func:`save_dataset` (``.cxi`` or ``.npz``), all metadata included."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"no dataset file {p}")
-    if p.suffix not in (".cxi", ".npz"):
-        raise ValueError(f"dataset file must end in .cxi or .npz, got {str(p)!r}")
-    return _read_cxi(p) if p.suffix == ".cxi" else _read_npz(p)
+    """Read a dataset written by :func:`save_dataset` (``.cxi`` or ``.npz``), all metadata included.
+
+    The format is taken from the content. Every bad file — missing, empty, truncated, not
+    HDF5/npz, a CXI or .npz that dynbcdi did not write, a missing mask/geometry/field, shapes that
+    do not fit — is a one-line FileNotFoundError/ValueError naming the file.
+    """
+    p = check_input_file(path, "dataset file")
+    kind = sniff_format(p)
+    if kind == "hdf5":
+        return _read_cxi(p)
+    if kind == "npz":
+        return _read_npz(p)
+    raise ValueError(f"{p}: neither HDF5/CXI nor .npz: {NOT_A_DATASET}")

@@ -196,27 +196,22 @@ class PatternsStage:
         return {"report_frames": config.output.report_frames, "model": config.reconstruction.model}
 
     def run(self, ctx: StageContext) -> list[str]:
-        from dynbcdi.workflow.stages import forward_model
+        from dynbcdi.workflow.measure import expected_photons, ml_scale
+        from dynbcdi.workflow.stages import forward_model, terms_summary
 
         dataset, grid, dyn = ctx.input("prepare"), ctx.input("grid"), ctx.input("dynamical")
         chunk = ctx.config.output.pattern_chunk
         valid = np.broadcast_to(dataset.valid, dataset.intensity.shape)
         data = np.where(valid, dataset.intensity, 0.0)
         dq = dataset.geometry.dq_grid()
-        offsets = np.asarray(dyn.metadata.get("offsets", np.zeros(len(dq))), float)
-        if np.any(offsets):  # per-angle rocking offsets in rocking steps (dynbcdi.reconstruct.parameters)
-            step = np.gradient(dq, axis=0)
-            dq_dyn = dq + offsets[:, None] * step
-        else:
-            dq_dyn = dq
         kin_raw = expected_patterns(forward_model("kinematic", dataset), grid.obj, dq, chunk)
-        kin_scale = float(data.sum() / max(np.sum(kin_raw * valid), 1e-300))  # Poisson ML scale
-        dyn_model = forward_model(ctx.config.reconstruction.model, dataset)
-        dyn_scale = float(dyn.metadata.get("scale", 1.0))
-        models = {"kinematic": kin_raw * kin_scale, "dynamical": expected_patterns(dyn_model, dyn.obj, dq_dyn, chunk)
-                  * dyn_scale}
+        kin_scale = ml_scale(data, kin_raw, valid)
+        fitted = terms_summary(dyn.metadata) or {"scale": dyn.metadata.get("scale", 1.0)}
+        dyn_model = expected_photons(forward_model(ctx.config.reconstruction.model, dataset), dq, dyn.obj,
+                                     ctx.config.reconstruction.config, fitted, chunk)
+        models = {"kinematic": kin_raw * kin_scale, "dynamical": dyn_model}
         arrays, summary = _pattern_arrays(data, valid, models, ctx.config.output.report_frames)
-        summary["scales"] = {"kinematic": kin_scale, "dynamical": dyn_scale}
+        summary["scales"] = {"kinematic": kin_scale, "dynamical": float(fitted.get("scale", 1.0))}
         np.savez_compressed(ctx.folder / "patterns.npz", angles_rad=dataset.geometry.rocking_angles_rad, **arrays)
         (ctx.folder / "patterns.json").write_text(json.dumps(summary, indent=1))
         log.info("Poisson deviance per pixel: kinematic %.3f, dynamical %.3f (floor %.3f)",
@@ -239,7 +234,10 @@ class PatternsStage:
 def _pattern_arrays(data: np.ndarray, valid: np.ndarray, models: dict[str, np.ndarray],
                     n_frames: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Per-frame sums, deviance and floor, residual maps and the frames shown (see PatternArtifact)."""
-    rng = np.random.default_rng(0)
+    import torch
+
+    from dynbcdi.reconstruct.loss import expected_poisson_terms
+
     n_valid = np.maximum(valid.sum(axis=(1, 2)), 1)
     curve = data.sum(axis=(1, 2))
     frames = report_frames(curve, n_frames)
@@ -248,8 +246,8 @@ def _pattern_arrays(data: np.ndarray, valid: np.ndarray, models: dict[str, np.nd
     summary: dict[str, Any] = {"deviance_per_pixel": {}, "floor_per_pixel": {}, "frames": frames.tolist()}
     for label, lam in models.items():
         dev = np.where(valid, poisson_deviance(data, lam), 0.0)
-        # The floor: the deviance a Poisson sample of this very model would have against it.
-        floor = np.where(valid, poisson_deviance(rng.poisson(np.maximum(lam, 0)), lam), 0.0)
+        # The floor: the expected deviance of Poisson samples of this very model against it.
+        floor = np.where(valid, expected_poisson_terms(torch.as_tensor(lam))[1].numpy(), 0.0)
         arrays.update({f"integrated_{label}": np.sum(lam * valid, axis=(1, 2)),
                        f"deviance_{label}": dev.sum(axis=(1, 2)) / n_valid,
                        f"floor_{label}": floor.sum(axis=(1, 2)) / n_valid,

@@ -113,8 +113,8 @@ def build_sections(ctx: StageContext, figures_dir: Path) -> dict[str, str]:
                                "model with the Poisson maximum-likelihood scale; the dynamical model is the "
                                "fitted one.") + fig["frames"](lambda: figures.frames_figure(pat)),
         "rocking-curves": fig["rocking_curves"](lambda: figures.rocking_figure(pat)),
-        "deviance": _note("Dashed: the deviance a Poisson sample of that model would have against it (the floor "
-                          "an exact model reaches).") + fig["deviance"](lambda: figures.deviance_figure(pat)),
+        "deviance": _note("Dashed: the expected deviance of Poisson counts drawn from that very model (the floor "
+                          "an exact model reaches: ≈ 1 per pixel for large counts, less for weak pixels).") + fig["deviance"](lambda: figures.deviance_figure(pat)),
         "residuals": fig["residuals"](lambda: figures.residual_figure(pat)),
         "complex-slices": _note("Brightness: amplitude; hue: phase. The kinematic result is aligned onto the "
                                 "dynamical one (translation, twin, global phase).")
@@ -152,11 +152,34 @@ def _summary(ctx: StageContext, dataset: Any, ana: Any, pat: Any, dyn: Any) -> s
                                       f"{dev['dynamical'] / floor['dynamical']:.2f})",
         "dynamical reconstruction": f"{ctx.config.reconstruction.model} model, {dyn.metadata.get('stopped_reason')} "
                                     f"after {dyn.metadata.get('epochs')} epochs",
+        **_fit_rows(dyn.metadata),
         "kinematic vs dynamical": json.dumps(ana.summary["kinematic_vs_dynamical"]),
         "strain RMS": f"kinematic {ana.summary['kinematic']['strain_rms']:.3g}, dynamical "
                       f"{size['strain_rms']:.3g}",
     }
     return _table(rows_)
+
+
+def _fit_rows(meta: dict[str, Any]) -> dict[str, str]:
+    """Fit statistics of the optimiser (fitted and free pixels) and the fitted measurement terms."""
+    rows = {}
+    fit = meta.get("fit")
+    if isinstance(fit, dict):
+        rows["optimiser fit (amplitude loss)"] = (f"{fit['loss_fit']:.4f}, Poisson floor {fit['floor_fit']:.4f}, "
+                                                  f"ratio {fit['ratio']:.2f}")
+        rows["optimiser fit (deviance per pixel)"] = (f"fitted pixels {fit['deviance_fit']:.4f} (floor "
+                                                      f"{fit['deviance_floor_fit']:.4f}); free pixels "
+                                                      f"{fit['deviance_free']:.4f} (floor {fit['deviance_floor_free']:.4f})")
+    terms = {k.removeprefix("terms_"): v for k, v in meta.items() if k.startswith("terms_")}
+    if terms:
+        frame = np.asarray(terms.get("frame_scales", [1.0]), float)
+        blur = np.atleast_1d(np.asarray(terms.get("blur_sigma_px", [0.0]), float))
+        rows["fitted measurement terms"] = (
+            f"rocking offset {np.rad2deg(float(terms.get('rocking_offset_rad', 0.0))):+.5f}° "
+            f"({float(terms.get('rocking_offset_steps', 0.0)):+.3f} steps); frame scales "
+            f"{frame.min():.3f}–{frame.max():.3f}; background {float(terms.get('background', 0.0)):.3g} "
+            f"photons/pixel; blur σ {', '.join(f'{b:.2f}' for b in blur)} px")
+    return rows
 
 
 def two_theta_check(dataset: Any) -> dict[str, str]:

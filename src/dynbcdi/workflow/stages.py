@@ -243,7 +243,7 @@ class DynamicalStage:
         columns = {k: v for k, v in result.history.as_columns().items() if k != "epoch"}
         meta = {"frame": "grid", "model": r.model, "scale": float(result.scale),
                 "offsets": np.asarray(result.offsets, float), "stopped_reason": result.stopped_reason,
-                "epochs": int(result.epochs)}
+                "epochs": int(result.epochs), **_terms_metadata(result)}
         save_result(ctx.folder / "dynamical.cxi", result.S, dataset.spacing_m, result.support, meta, columns)
         return ["dynamical.cxi"]
 
@@ -251,6 +251,24 @@ class DynamicalStage:
         from dynbcdi.io import load_result
 
         return load_result(folder / "dynamical.cxi")
+
+
+def _terms_metadata(result: Any) -> dict[str, Any]:
+    """The fitted measurement terms (``terms_<name>``, arrays kept as arrays) and fit statistics (``fit``,
+    ``fit_<column>`` per frame) of a ReconstructionResult, for the result file's metadata."""
+    meta: dict[str, Any] = {}
+    for key, value in (getattr(result, "terms", None) or {}).items():
+        meta[f"terms_{key}"] = np.asarray(value, float) if np.ndim(value) else float(value)
+    fit = getattr(result, "fit", None)
+    if fit is not None:
+        meta["fit"] = {k: float(v) for k, v in fit.as_dict().items()}
+        meta.update({f"fit_{k}": np.asarray(v, float) for k, v in fit.per_frame.items()})
+    return meta
+
+
+def terms_summary(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The fitted terms stored by :func:`_terms_metadata`, keys as :meth:`MeasurementModel.summary`."""
+    return {k.removeprefix("terms_"): v for k, v in metadata.items() if k.startswith("terms_")}
 
 
 def forward_model(kind: str, dataset: Any) -> Any:

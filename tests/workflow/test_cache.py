@@ -114,3 +114,28 @@ def test_real_chain_reuses_upstream_stages(tmp_path, tiny_dataset):
     third = run_workflow(load_run_config(toml), run_dir, progress=False, stages=stages)
     assert not any(r.reused for r in third.records)
     assert all(r.key != keys[r.name] for r in third.records if r.name in ("prepare", "phase", "grid"))
+
+
+def test_phasing_init_from_another_codes_file(tmp_path, tiny_dataset):
+    # A detector-frame object from a file (here dynbcdi's own phasing result, read through
+    # dynbcdi.io.readers.objects.load_object) replaces phase retrieval; the grid stage is unchanged.
+    import numpy as np
+
+    from dynbcdi.io import load_result
+
+    stages = default_stages()[:3]  # prepare, phase, grid
+    first = tmp_path / "first"
+    run_workflow(load_run_config(write_toml(tmp_path, tiny_dataset)), first, progress=False, stages=stages)
+    init = tmp_path / "init.cxi"
+    shutil.copy(first / "phase" / "phasing.cxi", init)
+    toml = write_toml(tmp_path, tiny_dataset, name="from_file.toml")
+    toml.write_text(toml.read_text().replace("starts = 1", 'starts = 1\ninit = "file"\ninit_file = "init.cxi"'))
+    config = load_run_config(toml)
+    assert config.phasing.init_file == str(init.resolve())
+    summary = run_workflow(config, tmp_path / "second", progress=False, stages=stages)
+    assert read_manifest(tmp_path / "second" / "phase").settings["init"] == "file"
+    assert "dynbcdi" in load_result(tmp_path / "second" / "phase" / "phasing.cxi").metadata["source"]
+    a = load_result(first / "grid" / "kinematic.cxi").obj
+    b = load_result(tmp_path / "second" / "grid" / "kinematic.cxi").obj
+    assert a.shape == b.shape and np.allclose(a, b, atol=1e-6 * np.abs(a).max())
+    assert not any(r.reused for r in summary.records)

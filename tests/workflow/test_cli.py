@@ -69,3 +69,39 @@ def test_missing_input_is_reported_before_anything_runs(tmp_path, capsys):
     assert main(["run", str(toml), "--out", str(tmp_path / "run")]) == 2
     assert "absent.cxi" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_keeps_finished_stages(cli_run, tmp_path, monkeypatch, capsys):
+    # Ctrl-C during the dynamical stage (simulated by the stage raising KeyboardInterrupt, as the
+    # SIGINT handler of the stages does): exit 130, the stages before it stay cached, it has no result.
+    from dynbcdi.workflow.stages import DynamicalStage
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(cli_run["run_dir"], run_dir)
+    toml = write_toml(tmp_path, cli_run["toml"].read_text().split('"')[1], epochs=3)
+
+    def interrupted(self, ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(DynamicalStage, "run", interrupted)
+    assert main(["run", str(toml), "--out", str(run_dir), "--no-progress"]) == 130
+    assert "interrupted during stage dynamical" in capsys.readouterr().out
+    monkeypatch.undo()
+    assert main(["run", str(toml), "--out", str(run_dir), "--plan"]) == 0
+    plan = capsys.readouterr().out
+    for stage in ("prepare", "phase", "grid"):
+        assert f"{stage:<10} cached" in plan
+    assert "dynamical  to run  no result yet" in plan
+
+
+def test_sigint_handler_flags_and_raises():
+    import os
+    import signal
+
+    from dynbcdi.workflow.stages import InterruptGuard
+
+    with InterruptGuard() as guard:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+        assert guard.requested and guard.callback(3, None) is True
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -66,3 +66,21 @@ def test_two_theta_check_of_a_matching_geometry(cli_run):
     dataset = load_dataset(cli_run["run_dir"] / "prepare" / "dataset.cxi")
     check = two_theta_check(dataset)  # the simulation sits exactly on the Bragg angle
     assert abs(float(check["mismatch (deg)"])) < 1e-3 and abs(float(check["equivalent Δa/a"])) < 1e-5
+
+
+def test_two_theta_check_signs():
+    # 2θ measured 0.2° below 2θB: explained by a larger lattice parameter (Δa/a = −cot θB · Δθ > 0)
+    # or an energy higher by the same fraction (λ = 2d sin θ).
+    from types import SimpleNamespace
+
+    theta_b = np.deg2rad(17.01)
+    two_theta = 2 * theta_b - np.deg2rad(0.2)
+    k0 = np.array([0.0, 0.0, 1.0])
+    kh = np.array([np.sin(two_theta), 0.0, np.cos(two_theta)])
+    refl = SimpleNamespace(bragg_angle_rad=theta_b, material="Au", hkl=(1, 1, 1), energy_eV=9000.0)
+    ds = SimpleNamespace(geometry=SimpleNamespace(k0=k0, kh=kh), reflection=refl, metadata={})
+    check = two_theta_check(ds)
+    expected = np.deg2rad(0.1) / np.tan(theta_b)
+    assert float(check["mismatch (deg)"]) == pytest.approx(-0.2, abs=1e-4)
+    assert float(check["equivalent Δa/a"]) == pytest.approx(expected, rel=1e-2)
+    assert float(check["equivalent ΔE (eV)"]) == pytest.approx(9000 * expected, rel=1e-2)

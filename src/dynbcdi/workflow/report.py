@@ -167,9 +167,10 @@ def _fit_rows(meta: dict[str, Any]) -> dict[str, str]:
     if isinstance(fit, dict):
         rows["optimiser fit (amplitude loss)"] = (f"{fit['loss_fit']:.4f}, Poisson floor {fit['floor_fit']:.4f}, "
                                                   f"ratio {fit['ratio']:.2f}")
+        free = (f"free pixels {fit['deviance_free']:.4f} (floor {fit['deviance_floor_free']:.4f})"
+                if np.isfinite(fit["deviance_free"]) else "no free pixels held out (reconstruction.terms.free_fraction)")
         rows["optimiser fit (deviance per pixel)"] = (f"fitted pixels {fit['deviance_fit']:.4f} (floor "
-                                                      f"{fit['deviance_floor_fit']:.4f}); free pixels "
-                                                      f"{fit['deviance_free']:.4f} (floor {fit['deviance_floor_free']:.4f})")
+                                                      f"{fit['deviance_floor_fit']:.4f}); {free}")
     terms = {k.removeprefix("terms_"): v for k, v in meta.items() if k.startswith("terms_")}
     if terms:
         frame = np.asarray(terms.get("frame_scales", [1.0]), float)
@@ -186,7 +187,8 @@ def two_theta_check(dataset: Any) -> dict[str, str]:
     """Measured 2θ (angle between k0 and kh of the geometry) against 2θB of the reflection.
 
     The mismatch is also given as the lattice-parameter offset Δa/a = −cot θB · Δθ that would explain
-    it (or the energy offset ΔE/E = −Δa/a). Values from the prepare step's own check, where it made
+    it, or the equal relative energy offset ΔE/E = Δa/a (a smaller measured 2θ means a larger d or a
+    shorter wavelength). Values from the prepare step's own check, where it made
     one, are listed under "prepare".
     """
     g, r = dataset.geometry, dataset.reflection
@@ -198,7 +200,7 @@ def two_theta_check(dataset: Any) -> dict[str, str]:
     out = {"measured 2θ (deg)": f"{np.rad2deg(measured):.4f}",
            "expected 2θB (deg)": f"{np.rad2deg(expected):.4f} ({r.material} {tuple(r.hkl)}, {r.energy_eV:.1f} eV)",
            "mismatch (deg)": f"{np.rad2deg(measured - expected):+.4f}",
-           "equivalent Δa/a": f"{da_a:+.2e}", "equivalent ΔE (eV)": f"{-da_a * r.energy_eV:+.1f}"}
+           "equivalent Δa/a": f"{da_a:+.2e}", "equivalent ΔE (eV)": f"{da_a * r.energy_eV:+.1f}"}
     prov = dataset.metadata.get("provenance", {}) if isinstance(dataset.metadata, dict) else {}
     for key in ("two_theta", "two_theta_check", "2theta"):
         if isinstance(prov, dict) and key in prov:

@@ -47,6 +47,7 @@ def test_chain_runs_to_the_report(scan54_run):
     # the 2θ check of the prepare step (34.02° expected for Au (111) at 9 keV) reaches the report
     assert "34.02" in page and "prepare: summary" in page
     assert "34idc" in page and "Staff20-1a_S0054" in page  # provenance: beamline and raw files
+    assert "fitted measurement terms" in page and "free pixels" in page
 
 
 def test_stage_artifacts(scan54_run):
@@ -59,6 +60,9 @@ def test_stage_artifacts(scan54_run):
     dyn = load_result(run_dir / "dynamical" / "dynamical.cxi")
     assert kin.obj.shape == dyn.obj.shape and kin.obj.shape[1:] == (64, 64)
     assert dyn.metadata["epochs"] == 5 and len(dyn.history["loss"]) == 5
+    # the fitted measurement terms and fit statistics travel with the result (and into the report)
+    assert dyn.metadata["terms_frame_scales"].shape == (48,) and "rocking_offset_rad" in str(list(dyn.metadata))
+    assert dyn.metadata["fit"]["deviance_free"] > 0
     for name in ("analysis/analysis.npz", "analysis/dynamical.vti", "patterns/patterns.npz",
                  "report/figures/frames.png"):
         assert (run_dir / name).is_file(), name

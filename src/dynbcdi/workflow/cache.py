@@ -94,7 +94,11 @@ class PlannedStage:
 
 @dataclass(frozen=True)
 class StageRecord:
-    """The manifest of a finished stage (``RUN/<stage>/stage.json``)."""
+    """The manifest of a finished stage (``RUN/<stage>/stage.json``).
+
+    seconds: wall time; cpu_seconds: CPU time of the process over all its threads (with the
+    machine's load, the wall time varies; the CPU time much less).
+    """
 
     name: str
     key: str
@@ -104,6 +108,7 @@ class StageRecord:
     seconds: float
     finished_utc: str
     versions: dict[str, str]
+    cpu_seconds: float = float("nan")
     reused: bool = False
 
 
@@ -154,7 +159,9 @@ def read_manifest(folder: Path) -> StageRecord | None:
     """The manifest of ``folder``, or None if absent or unreadable (then the stage reruns)."""
     try:
         data = json.loads((folder / MANIFEST).read_text())
-        return StageRecord(**{k: data[k] for k in StageRecord.__dataclass_fields__ if k != "reused"})
+        optional = {"reused", "cpu_seconds"}
+        return StageRecord(**{k: data[k] for k in StageRecord.__dataclass_fields__ if k not in optional},
+                           cpu_seconds=float(data.get("cpu_seconds", float("nan"))))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -248,15 +255,15 @@ def execute(planned: Sequence[PlannedStage], config: RunConfig, run_dir: Path, p
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         ctx = StageContext(config=config, folder=folder, stages=stages, run_dir=run_dir, progress=progress,
                            started_utc=started)
         files = p.stage.run(ctx)
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         record = StageRecord(name=p.stage.name, key=p.key, settings=as_plain(p.stage.settings(config)),
                              inputs={n: keys[n] for n in p.stage.needs}, files=list(files), seconds=seconds,
-                             finished_utc=_utc_now(), versions=versions())
+                             finished_utc=_utc_now(), versions=versions(), cpu_seconds=cpu)
         _write_manifest(folder, record)
-        log.info("stage %-10s done in %.1f s", p.stage.name, seconds)
+        log.info("stage %-10s done in %.1f s (CPU %.1f s)", p.stage.name, seconds, cpu)
         records.append(record)
     return records

@@ -217,7 +217,8 @@ def _provenance(dataset: Any) -> dict[str, Any]:
 
 
 def _timings(ctx: StageContext) -> str:
-    rows = ["<tr><th>stage</th><th>status this run</th><th>seconds</th><th>finished (UTC)</th><th>key</th></tr>"]
+    rows = ["<tr><th>stage</th><th>status this run</th><th>wall (s)</th><th>CPU (s)</th><th>finished (UTC)</th>"
+            "<th>key</th></tr>"]
     total = 0.0
     for name in ReportStage.needs:
         record = read_manifest(ctx.run_dir / name)
@@ -225,11 +226,12 @@ def _timings(ctx: StageContext) -> str:
             continue
         status = "reused" if record.finished_utc < ctx.started_utc else "ran"
         total += record.seconds
-        rows.append(f"<tr><td>{name}</td><td>{status}</td><td>{record.seconds:.1f}</td>"
+        rows.append(f"<tr><td>{name}</td><td>{status}</td><td>{record.seconds:.1f}</td><td>{record.cpu_seconds:.1f}</td>"
                     f"<td>{record.finished_utc}</td><td><code>{record.key[:12]}</code></td></tr>")
-    rows.append(f"<tr><td>report</td><td>ran</td><td colspan=3>(this page, {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())})</td></tr>")
-    return (f"<table>{''.join(rows)}</table>" + _note(f"Sum of the stages' own times: {total:.0f} s. A stage is "
-                                                      "reused while its settings and inputs are unchanged."))
+    rows.append(f"<tr><td>report</td><td>ran</td><td colspan=4>(this page, {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())})</td></tr>")
+    return (f"<table>{''.join(rows)}</table>" + _note(f"Sum of the stages' wall times: {total:.0f} s (CPU: all threads of the "
+                                                      "process). A stage is reused while its settings and inputs are "
+                                                      "unchanged."))
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, str]:

@@ -51,8 +51,9 @@ class RunSummary:
 
     def table(self) -> str:
         """Plain-text table: stage, reused/ran, seconds."""
-        lines = [f"{'stage':<10} {'status':<7} {'seconds':>8}"]
-        lines += [f"{r.name:<10} {'reused' if r.reused else 'ran':<7} {r.seconds:8.1f}" for r in self.records]
+        lines = [f"{'stage':<10} {'status':<7} {'wall s':>8} {'CPU s':>8}"]
+        lines += [f"{r.name:<10} {'reused' if r.reused else 'ran':<7} {r.seconds:8.1f} {r.cpu_seconds:8.1f}"
+                  for r in self.records]
         return "\n".join(lines)
 
 

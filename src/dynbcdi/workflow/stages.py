@@ -79,7 +79,7 @@ class PrepareStage:
             return {"dataset": config.dataset, "files": file_fingerprint(config.dataset)}
         from dynbcdi.workflow.config import SOURCE_PATH_KEYS
 
-        files = {k: file_fingerprint(getattr(config.source, k, None)) for k in SOURCE_PATH_KEYS}
+        files = {k: file_fingerprint(_file_part(getattr(config.source, k, None))) for k in SOURCE_PATH_KEYS}
         return {"source": as_plain(config.source), "reflection": as_plain(config.reflection),
                 "prepare": as_plain(config.prepare), "files": files}
 
@@ -103,6 +103,14 @@ class PrepareStage:
         from dynbcdi.io import load_dataset
 
         return load_dataset(folder / "dataset.cxi")
+
+
+def _file_part(value: str | None) -> str | None:
+    """The file of a source path; images inside HDF5 files are given as ``file.h5:/dataset``."""
+    if value is None or Path(value).exists() or ":" not in value:
+        return value
+    head = value.rsplit(":", 1)[0]
+    return head if Path(head).exists() else value
 
 
 class PhaseStage:

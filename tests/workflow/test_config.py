@@ -6,8 +6,10 @@ import dataclasses
 
 import pytest
 
-from dynbcdi.reconstruct import default_config
+from dynbcdi.config import from_dict
+from dynbcdi.reconstruct import ReconstructionConfig, StartConfig
 from dynbcdi.workflow import load_run_config, run_config_from_dict
+from dynbcdi.workflow.config import measured_defaults
 
 
 def test_sections_and_defaults(tmp_path):
@@ -22,9 +24,10 @@ def test_sections_and_defaults(tmp_path):
     assert cfg.dataset == str((tmp_path / "data" / "scan.cxi").resolve())
     assert cfg.output.dir == str((tmp_path / "cfg" / "out").resolve())
     assert cfg.threads == 2 and cfg.phasing.starts == 2 and cfg.output.report_frames == 2
-    assert cfg.reconstruction.start.twin_epochs == 3
-    # keys not given keep the tuned pipeline defaults, not ReconstructionConfig()'s
-    expected = default_config().replace(epochs=7)
+    assert cfg.reconstruction.start == from_dict(StartConfig, {**start, "twin_epochs": 3})
+    # keys not given keep the pipeline's defaults for measured scans, not ReconstructionConfig()'s
+    defaults, start = measured_defaults()
+    expected = from_dict(ReconstructionConfig, defaults).replace(epochs=7)
     expected = dataclasses.replace(expected, optimizer=dataclasses.replace(expected.optimizer, lr=0.05))
     assert cfg.reconstruction.config == expected
 

@@ -18,9 +18,9 @@ Relative file paths in the TOML (``dataset``, ``source.path``, ``source.spec_fil
 the folder of the TOML file itself, not the working directory, so that an example such as
 ``examples/aps34idc-scan54.toml`` (``path = "../../shared/data/..."``) runs from anywhere.
 
-``[reconstruction]`` keys override :func:`dynbcdi.reconstruct.default_config` (the tuned settings of
-the truth-free pipeline), not ``ReconstructionConfig()``: a TOML with only ``epochs = 40`` changes
-only the number of epochs. The ``source``/``reflection``/``prepare`` classes are imported when those
+``[reconstruction]`` keys override the pipeline's tuned settings for measured scans
+(:func:`dynbcdi.reconstruct.default_config` with ``measured=True``, :meth:`StartConfig.measured`),
+not ``ReconstructionConfig()``: a TOML with only ``epochs = 40`` changes only the number of epochs. The ``source``/``reflection``/``prepare`` classes are imported when those
 sections are present (they belong to the readers and prepare modules).
 """
 
@@ -79,8 +79,8 @@ class ReconstructionSettings:
     """Dynamical stage: the reconstruction settings, the start search and the forward model.
 
     config: :class:`dynbcdi.reconstruct.ReconstructionConfig` (TOML keys of ``[reconstruction]``
-        override :func:`dynbcdi.reconstruct.default_config`). start:
-        :class:`dynbcdi.reconstruct.StartConfig` (``[reconstruction.start]``). model: "tte" (the
+        override :func:`measured_defaults`). start: :class:`dynbcdi.reconstruct.StartConfig`
+        (``[reconstruction.start]``, on top of the measured-data start search). model: "tte" (the
         dynamical model) or "kinematic" (the same optimiser with the kinematic model, for comparison).
     """
 
@@ -181,16 +181,31 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
 
 
 def _reconstruction(data: dict[str, Any]) -> ReconstructionSettings:
-    from dynbcdi.reconstruct import ReconstructionConfig, StartConfig, default_config
+    from dynbcdi.reconstruct import ReconstructionConfig, StartConfig
 
     data = dict(data)
-    start = from_dict(StartConfig, data.pop("start", {}), "reconstruction.start")
+    config_base, start_base = measured_defaults()
+    start = from_dict(StartConfig, _deep_merge(start_base, data.pop("start", {})), "reconstruction.start")
     model = data.pop("model", "tte")
     if model not in ("tte", "kinematic"):
         raise ValueError(f"config key 'reconstruction.model' must be 'tte' or 'kinematic', got {model!r}")
-    base = dataclasses.asdict(default_config())
-    config = from_dict(ReconstructionConfig, _deep_merge(base, data), "reconstruction")
+    config = from_dict(ReconstructionConfig, _deep_merge(config_base, data), "reconstruction")
     return ReconstructionSettings(config=config, start=start, model=model)
+
+
+def measured_defaults() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The pipeline's settings for measured scans, as dicts: ``default_config(measured=True)`` (fitted
+    rocking offset and frame scales, free pixels, smoothed stopping) and ``StartConfig.measured()``
+    (the kinematic result as the start unless a flat one trials better). Versions of the reconstruct
+    module without them give ``default_config()`` and ``StartConfig()``."""
+    import inspect
+
+    from dynbcdi.reconstruct import StartConfig, default_config
+
+    measured = "measured" in inspect.signature(default_config).parameters
+    config = default_config(measured=True) if measured else default_config()
+    start = StartConfig.measured() if hasattr(StartConfig, "measured") else StartConfig()
+    return dataclasses.asdict(config), dataclasses.asdict(start)
 
 
 def _external(section: str, data: Any) -> Any:

@@ -33,7 +33,7 @@ from dynbcdi.distributed.parallel import broadcast_parameters, reduce_gradients,
 from dynbcdi.forward.measurement import MeasurementModel, MeasurementTerms
 from dynbcdi.forward.terms import TermOptions
 from dynbcdi.reconstruct.checkpoint import load_checkpoint, save_checkpoint
-from dynbcdi.reconstruct.config import ReconstructionConfig, TermConfig
+from dynbcdi.reconstruct.config import ReconstructionConfig, StoppingConfig, TermConfig
 from dynbcdi.reconstruct.evaluate import FitStatistics, fit_statistics, free_pixel_mask
 from dynbcdi.reconstruct.loss import amplitude_loss, atv, poisson_loss
 from dynbcdi.reconstruct.parameters import CrystalParameters, ForwardFn, estimate_log_scale, init_parameters
@@ -173,6 +173,17 @@ def reconstruct(intensity: np.ndarray, valid: np.ndarray, dq: np.ndarray, model:
     return run.loop(checkpoint_dir, progress, callback, evaluate)
 
 
+def smoothed_converged(losses: np.ndarray, stopping: StoppingConfig) -> bool:
+    """The stopping rule on epoch losses (epochs,): after ``max(min_epochs, 2·window)`` epochs, the
+    mean losses of the last two windows differ by at most ``tol`` (relative). Two-sided: a rising
+    loss (too large a step) is not convergence. NaN epochs (rolled back) are skipped."""
+    w = stopping.window
+    if len(losses) < max(stopping.min_epochs, 2 * w):
+        return False
+    prev, last = np.nanmean(losses[-2 * w:-w]), np.nanmean(losses[-w:])
+    return bool(abs(prev - last) <= stopping.tol * abs(prev))
+
+
 class _Run:
     """State of one reconstruction run (parameters, optimiser, scheduler, RNG, history)."""
 
@@ -242,9 +253,11 @@ class _Run:
 
     def _rollback(self, reason: str) -> None:
         self._restore(self.good)
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(copy.deepcopy(self.good["optimizer"]))
-        for group in self.optimizer.param_groups:
-            group["lr"] *= 0.5
+        # halve the rates in force (the good state's own would undo earlier halvings)
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = 0.5 * lr
         self.rollbacks += 1
         self.failures_in_row += 1
         log.warning("epoch %d: %s; rolled back to the last good state, lr halved to %.3g",
@@ -314,15 +327,9 @@ class _Run:
         log.debug("epoch %d: shrink-wrap support %d voxels", self.epoch, int(self.params.support.sum()))
 
     def _converged(self) -> bool:
-        """Smoothed rule: the mean losses of the last two windows differ by at most tol (relative);
-        see :class:`StoppingConfig`. Two-sided: a rising loss (too large a step) is not convergence."""
         st = self.config.stopping
         series = self.history.free_loss if (st.loss == "free" and self.has_free) else self.history.loss
-        w = st.window
-        if self.epoch < max(st.min_epochs, 2 * w):
-            return False
-        prev, last = np.nanmean(series[-2 * w:-w]), np.nanmean(series[-w:])
-        return bool(abs(prev - last) <= st.tol * abs(prev))
+        return smoothed_converged(series, st)
 
     def _after_epoch(self, losses: tuple[float, float], t0: float, progress: ProgressFn | None) -> None:
         self.epoch += 1

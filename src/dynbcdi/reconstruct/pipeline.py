@@ -53,6 +53,8 @@ from dynbcdi.reconstruct.config import (
     ReconstructionConfig,
     ShrinkWrapConfig,
     StoppingConfig,
+    TermConfig,
+    TermsConfig,
 )
 from dynbcdi.reconstruct.optimizer import (
     CallbackFn,
@@ -72,6 +74,7 @@ __all__ = [
     "dynamical_from_kinematic",
     "interior_level_support",
     "kinematic_on_grid",
+    "rocking_step_rad",
     "run_pipeline",
     "start_object",
 ]
@@ -99,6 +102,8 @@ class StartConfig:
     twin_epochs: trial epochs from every candidate (each threshold and its twin); the lowest trial
         loss is kept (0 = a single start at ``threshold``, no twin choice). The kinematic pattern
         cannot tell the twins apart; the TTE pattern can.
+    kinematic_amplitude: with ``twin_epochs`` > 0, also try the kinematic result itself (amplitude
+        |obj| on its support, unwrapped phase) and its twin as candidates, first (ties keep them).
     hull_flat: with ``twin_epochs`` > 0, also try for each threshold the convex hull with φ = 0 (for
         crystals much thicker than the extinction length, whose kinematic result misses the far
         side: au-cube-200 at 64³ reaches 0.045 rad with it, 1.95 rad without).
@@ -117,6 +122,17 @@ class StartConfig:
     twin_epochs: int = 10
     hull_flat: bool = True
     subvoxel_shifts: tuple[float, ...] = (0.0, 0.5)
+    kinematic_amplitude: bool = False
+
+    @classmethod
+    def measured(cls) -> StartConfig:
+        """The start search for measured data: the kinematic result itself (its amplitude and
+        unwrapped phase), its twin and the uniform-amplitude start at ``threshold``, 5 trial epochs
+        each; the kinematic amplitude is kept unless the trial losses show a flat start fits better.
+        A measured crystal is not the homogeneous one the flat start assumes, and its kinematic
+        result already fixes the sub-voxel position of its soft edges, so no translation search."""
+        return cls(extra_thresholds=(), twin_epochs=5, hull_flat=False, subvoxel_shifts=(0.0,),
+                   kinematic_amplitude=True)
 
     def __post_init__(self) -> None:
         for value in (self.threshold, *self.extra_thresholds):
@@ -234,7 +250,7 @@ def start_object(kinematic_grid: np.ndarray, spacing_m: Any, k0_dir: Any, kh_dir
     return np.where(region, np.exp(1j * phase[nearest]), 0)
 
 
-def default_config(epochs: int = 60, device: str = "cpu") -> ReconstructionConfig:
+def default_config(epochs: int = 60, device: str = "cpu", measured: bool = False) -> ReconstructionConfig:
     """The tuned settings of the truth-free pipeline (64³ au-demo, benchmarks/RESULTS.md).
 
     Adam lr 0.1 on φ (rad), 0.03 on s, 0.01 on ln(scale); 5 mini-batches per epoch of 16-angle
@@ -242,12 +258,21 @@ def default_config(epochs: int = 60, device: str = "cpu") -> ReconstructionConfi
     the crystal tightly; shrink-wrap at 20 % of the blurred maximum every 10 epochs cut into the
     crystal); stop when the epoch loss changes < 1e-4 over 10 epochs, after at least 30.
     At 64³ the phase error settles within 20–30 epochs.
+
+    measured=True adds what a measured scan needs (benchmarks/RESULTS.md, scan 54): a fitted global
+    rocking offset and per-frame intensity scales, 5 % free pixels for the over-fitting check, and a
+    stopping tolerance of 2e-3 on 10-epoch means (the noisy plateau of real data is recognised).
     """
-    return ReconstructionConfig(
+    cfg = ReconstructionConfig(
         epochs=epochs, device=device,
         optimizer=OptimizerConfig(lr=0.1, lr_amplitude_factor=0.3, chunk_size=16, plateau_patience=10),
         shrinkwrap=ShrinkWrapConfig(every=0, init_threshold=0.1),
         stopping=StoppingConfig(tol=1e-4, window=10, min_epochs=30))
+    if not measured:
+        return cfg
+    on = TermConfig(refine=True, lr_factor=0.1)
+    return dataclasses.replace(cfg, stopping=StoppingConfig(tol=2e-3, window=10, min_epochs=30),
+                               terms=TermsConfig(rocking=on, frame_scale=on, free_fraction=0.05))
 
 
 def _model(dataset: Any) -> TTEModel:
@@ -261,15 +286,25 @@ def dynamical_from_kinematic(dataset: Any, kinematic_grid: np.ndarray, config: R
     """Dynamical reconstruction of ``dataset`` started from its kinematic result on the grid.
 
     kinematic_grid : (Z, rows, cols) complex (:func:`kinematic_on_grid`). config : default
-    :func:`default_config`. model : forward model (default the σ-polarised TTE model of the
-    dataset). start : :class:`StartConfig`. progress, callback, checkpoint_dir : as
-    :func:`dynbcdi.reconstruct.reconstruct`. No truth is used.
+    :func:`default_config` (``measured=True`` when the dataset has no truth). model : forward model
+    (default the σ-polarised TTE model of the dataset). start : :class:`StartConfig` (default
+    :meth:`StartConfig.measured` when the dataset has no truth). progress, callback,
+    checkpoint_dir : as :func:`dynbcdi.reconstruct.reconstruct`. No truth is used.
     """
-    config = config or default_config()
+    measured = dataset.truth is None
+    config = config or default_config(measured=measured)
+    start = start or (StartConfig.measured() if measured else StartConfig())
     model = model or _model(dataset)
     init = choose_start(dataset, kinematic_grid, config, model=model, start=start)
     return reconstruct(dataset.intensity, dataset.valid, dataset.geometry.dq_grid(), model, init, config,
-                       checkpoint_dir=checkpoint_dir, progress=progress, callback=callback)
+                       checkpoint_dir=checkpoint_dir, progress=progress, callback=callback,
+                       rocking_step_rad=rocking_step_rad(dataset.geometry))
+
+
+def rocking_step_rad(geometry: Any) -> float | None:
+    """Mean rocking step (rad) of a geometry's scan, None for a single angle."""
+    angles = np.asarray(geometry.rocking_angles_rad, dtype=float)
+    return float(np.mean(np.diff(angles))) if angles.size > 1 else None
 
 
 def choose_start(dataset: Any, kinematic_grid: np.ndarray, config: ReconstructionConfig, *, model: Any,
@@ -288,7 +323,8 @@ def choose_start(dataset: Any, kinematic_grid: np.ndarray, config: Reconstructio
     kin = np.asarray(kinematic_grid)
     if not start.twin_epochs:
         return start_object(kin, dataset.spacing_m, k0, kh, start)
-    data = (dataset.intensity, dataset.valid, dataset.geometry.dq_grid(), model)
+    data = (dataset.intensity, dataset.valid, dataset.geometry.dq_grid(), model,
+            rocking_step_rad(dataset.geometry))
     trial = config.replace(epochs=start.twin_epochs, checkpoint_every=start.twin_epochs)
 
     def build(shift: tuple[float, float, float], recipe: tuple[float, str]) -> np.ndarray | None:
@@ -298,8 +334,14 @@ def choose_start(dataset: Any, kinematic_grid: np.ndarray, config: Reconstructio
     thresholds = tuple(dict.fromkeys((start.threshold, *start.extra_thresholds)))
     kinds = ("kinematic", "twin", "hull") if start.hull_flat else ("kinematic", "twin")
     zero = (0.0, 0.0, 0.0)
-    best = _best_trial(data, trial, [(zero, (t, kind)) for t in thresholds for kind in kinds], build)
+    first = [(zero, (start.threshold, kind)) for kind in ("amplitude", "amplitude-twin")] \
+        if start.kinematic_amplitude else []
+    best = _best_trial(data, trial, first + [(zero, (t, kind)) for t in thresholds for kind in kinds], build)
     recipe = best[0][1]
+    if recipe[1].startswith("amplitude"):  # the kinematic result itself: no threshold, no translation
+        log.info("start: the kinematic result%s (trial loss %.4g)", " (twin)" if "twin" in recipe[1] else "",
+                 best[1])
+        return best[2]
     shifts = [tuple(map(float, sh)) for sh in itertools.product(start.subvoxel_shifts, repeat=3) if any(sh)]
     best = _best_trial(data, trial, [(sh, recipe) for sh in shifts], build, best)
     shift = best[0][0]
@@ -315,6 +357,8 @@ def _start_for(kin: np.ndarray, recipe: tuple[float, str], spacing_m: Any, k0: n
     """One candidate start: recipe (threshold, kind), kind "kinematic" (the start of ``start`` at that
     threshold), "twin" (its twin) or "hull" (flat-phase convex hull; None when it would wrap)."""
     threshold, kind = recipe
+    if kind in ("amplitude", "amplitude-twin"):
+        return twin_image(kin) if kind == "amplitude-twin" else kin
     if kind == "hull":
         try:
             return start_object(kin, spacing_m, k0, kh, dataclasses.replace(
@@ -342,7 +386,9 @@ def _best_trial(data: tuple, trial: ReconstructionConfig, candidates: list[_Cand
         obj = build(*candidate)
         if obj is None:
             continue
-        loss = float(np.mean(reconstruct(*data, obj, trial).history.loss[-3:]))
+        intensity, valid, dq, model, step = data
+        run = reconstruct(intensity, valid, dq, model, obj, trial, rocking_step_rad=step, evaluate=False)
+        loss = float(np.mean(run.history.loss[-3:]))
         log.info("start candidate %s: loss %.4g after %d trial epochs", candidate, loss, trial.epochs)
         if best is None or loss < best[1]:
             best = (candidate, loss, obj)

@@ -164,3 +164,19 @@ def test_gaps_inside_the_frames_are_inserted_as_masked_pixels(au111, synth):
     assert ds.intensity.shape == (N, ROWS, COLS + 3)
     assert not np.broadcast_to(ds.valid, ds.intensity.shape)[:, :, 24:27].any()
     np.testing.assert_array_equal(ds.intensity[:, :, 27:], synthetic_frames()[:, :, 24:])
+
+
+def test_roi_and_explicit_peak(au111, synth):
+    raw = synth.make_raw()
+    ds = prepare(raw, au111, PrepareConfig(seams="keep", roi=(10, 36, 20, 40), crop_shape=(20, 24)))
+    win = ds.metadata["provenance"]["window_raw"]
+    assert win["start"][1:] == [synth.PEAK[1] - 10, synth.PEAK[2] - 12]
+    valid = np.broadcast_to(ds.valid, ds.intensity.shape)
+    cols = np.arange(win["start"][2], win["stop"][2])
+    kept = (cols >= 20) & (cols < 40)
+    assert not valid[:, :, ~kept].any() and valid[:, :, kept].all()  # outside the roi: not kept
+    fixed = prepare(raw, au111, PrepareConfig(seams="keep", peak=(5, 20, 20), crop_shape=(10, 10), n_frames=5))
+    assert fixed.metadata["provenance"]["window_raw"]["start"] == [3, 15, 15]
+    assert fixed.geometry.rocking_angles_rad[2] == 0.0  # θ = 0 at the given peak frame
+    with pytest.raises(ValueError, match="exceeds the frames"):
+        prepare(raw, au111, PrepareConfig(roi=(0, 100, 0, 10)))

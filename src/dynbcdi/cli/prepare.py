@@ -70,17 +70,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def check_output(path: Path, overwrite: bool) -> Path:
     """One-line errors for an output path that cannot be written; called before anything is read."""
+    from dynbcdi.io.filecheck import check_output_path
+
     if path.suffix not in (".cxi", ".npz"):
         raise ValueError(f"output file must end in .cxi or .npz, got {str(path)!r}")
-    if path.is_dir():
-        raise ValueError(f"output {path} is a folder")
+    check_output_path(path, "output dataset file")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"cannot write {path}: {parent} is a file, not a folder")
-            break
     return path
 
 
@@ -173,6 +169,6 @@ def print_summary(dataset, path: Path) -> None:
 
 def two_theta_line(report: dict[str, Any]) -> str:
     """The 2θ report in one line (whatever fields the report carries)."""
-    if "message" in report:
-        return str(report["message"])
+    if "summary" in report:
+        return f"{report['summary']} (at the data's centre pixel)"
     return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in report.items())

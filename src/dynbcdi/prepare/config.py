@@ -81,7 +81,8 @@ class PrepareConfig:
         half-open, masked in those frames only.
     frame_range : (first, stop) raw frames kept, half-open; None keeps all. Applied first, so a padded
         or broken frame at the scan ends does not spoil a binned frame.
-    roi : (row0, row1, col0, col1) raw pixels kept before the peak search; None keeps the whole frame.
+    roi : (row0, row1, col0, col1) raw pixels kept (the peak is searched there, pixels outside are
+        masked if a crop reaches them); None keeps the whole frame.
     crop_shape : (rows, cols) in raw pixels of a window centred on the Bragg peak, padded with
         invalid zeros where it leaves the frames; None keeps the roi.
     n_frames : frames of a window centred on the peak frame (padded with invalid frames); None keeps

@@ -33,13 +33,17 @@ log = logging.getLogger(__name__)
 def prepare_dataset(source, reflection: ReflectionConfig, cfg: PrepareConfig):
     """Read ``source`` (:class:`~dynbcdi.io.readers.base.SourceConfig`), prepare and validate it.
 
+    A beamline's files are read by its reader (:func:`~dynbcdi.io.readers.base.read_scan`); one
+    array file (.npy, .npz, .tif, .cxi) by :func:`~dynbcdi.prepare.array_source.read_array_scan`
+    with the geometry from ``source``.
     Returns a :class:`~dynbcdi.io.dataset.Dataset` (intensity (N, rows, cols) float64 photons,
     valid, geometry, reflection constants at the scan energy, spacing_m (dz, dy, dx) m) whose
     ``metadata["provenance"]`` also records the source settings.
     """
     from dynbcdi.io.readers.base import read_scan
+    from dynbcdi.prepare.array_source import is_array_source, read_array_scan
 
-    raw = read_scan(source)
+    raw = read_array_scan(source) if is_array_source(source) else read_scan(source)
     constants = reflection_from_config(reflection, raw.energy_eV)
     dataset = prepare(raw, constants, cfg)
     dataset.metadata["provenance"]["source"] = config_summary(source)
@@ -62,11 +66,11 @@ def prepare(raw, reflection, cfg: PrepareConfig):
     if frames.ndim != 3 or min(frames.shape) < 1:
         raise ValueError(f"raw frames must be a non-empty (N, rows, cols) stack, got shape {frames.shape}")
     first, stop = _frame_range(cfg.frame_range, frames.shape[0])
+    rocking = _rocking(raw, cfg)  # cheap checks first: a non-uniform scan fails before any array work
     stack, valid, report = _corrected_stack(raw, cfg, first, stop)
     window, peak = _plan(stack, valid, cfg)
     intensity, valid_w = extract(stack, valid, window.start, window.shape)
     intensity, valid_w = bin_stack(intensity, valid_w, window.bin)
-    rocking = _rocking(raw, cfg)
     raw_j = np.array([window.raw_position((j, 0, 0))[0] for j in range(window.out_shape[0])]) + first
     zero_j = first + peak[0] if cfg.rocking_zero == "peak" else float(np.mean(raw_j))
     angles_rad = np.deg2rad(rocking.angles_deg(raw_j) - rocking.angles_deg(zero_j))
@@ -78,7 +82,7 @@ def prepare(raw, reflection, cfg: PrepareConfig):
     intensity = np.where(valid_w, intensity, 0.0)
     provenance = _provenance(raw, cfg, reflection, report, window, first, peak, rocking, two_theta,
                              intensity, valid_w, time.perf_counter() - t0)
-    log.info("prepared %s from raw %s: %.1f %% valid, peak at raw %s", intensity.shape, frames.shape,
+    log.info("prepared %s from raw %s: %.2f %% valid, peak at raw %s", intensity.shape, frames.shape,
              100 * provenance["valid_fraction"], provenance["peak_raw"])
     return Dataset(intensity=intensity, valid=valid_w, geometry=geometry, reflection=reflection,
                    spacing_m=spacing, metadata={"provenance": provenance})
@@ -169,13 +173,22 @@ def _seam_boundaries(raw) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 
 def _plan(stack: np.ndarray, valid: np.ndarray, cfg: PrepareConfig) -> tuple[Window, tuple[int, int, int]]:
-    """Window and peak (frame, row, col) in stack coordinates (frame 0 = first frame of frame_range)."""
+    """Window and peak (frame, row, col) in stack coordinates (frame 0 = first frame of frame_range).
+
+    Pixels outside ``cfg.roi`` are masked in ``valid`` (in place): a crop centred on the peak may
+    reach beyond the roi, and what lies there was not kept.
+    """
+    r0, r1, c0, c1 = cfg.roi if cfg.roi is not None else (0, stack.shape[1], 0, stack.shape[2])
+    if r1 > stack.shape[1] or c1 > stack.shape[2]:
+        raise ValueError(f"prepare.roi = {list(cfg.roi)} exceeds the frames ({stack.shape[1]} rows, {stack.shape[2]} cols)")
+    inside = np.zeros(stack.shape[1:], bool)
+    inside[r0:r1, c0:c1] = True
+    valid &= inside
     if cfg.peak is not None:
         peak = (cfg.peak[0] - (cfg.frame_range or (0, 0))[0], cfg.peak[1], cfg.peak[2])
         if not all(0 <= p < n for p, n in zip(peak, stack.shape)):
             raise ValueError(f"prepare.peak = {list(cfg.peak)} is outside the frames kept {stack.shape}")
     else:
-        r0, r1, c0, c1 = cfg.roi if cfg.roi is not None else (0, stack.shape[1], 0, stack.shape[2])
         pj, pr, pc = find_peak(stack[:, r0:r1, c0:c1], valid[:, r0:r1, c0:c1])
         peak = (pj, pr + r0, pc + c0)
     window = plan_window(stack.shape[0], stack.shape[1:], peak, cfg.roi, cfg.crop_shape, cfg.n_frames, cfg.bin)

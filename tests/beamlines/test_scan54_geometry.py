@@ -15,8 +15,9 @@ dependence of a centroid on the peak's anisotropy (other windows give 0.10–0.1
 
 Peak motion alone fixes the product of detector orientation and rocking sense: "raw frame with
 θ about −y" predicts the same motion as "transposed frame with θ about +y". The transpose comes
-from cohere's reader (``cohere_core.utilities.read_tif`` transposes) and areaDetector's X =
-TIFF column = horizontal; given it, the measured motion confirms θ right-handed about +y.
+from cohere's reader (``cohere_core.utilities.read_tif`` transposes), bcdi's ``Beamline34ID``
+(TIFF columns outboard, rows down) and areaDetector's X = TIFF column = horizontal; given it,
+the measured motion confirms θ right-handed about +y (cohere's and bcdi's 'y+').
 """
 
 import dataclasses

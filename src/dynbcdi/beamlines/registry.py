@@ -230,17 +230,17 @@ def _entry_id01() -> Beamline:
     return Beamline(
         name="id01",
         diffractometer=DIFFRACTOMETERS["id01"],
-        detector=DetectorSpec(name="mpxgaas", pixel_size_m=55e-6, shape=(516, 516), orientation="none",
+        detector=DetectorSpec(name="mpxgaas", pixel_size_m=55e-6, shape=(516, 516), orientation="transpose",
                               centre_px=(258.0, 258.0)),
         motors={"mu": ("mu",), "eta": ("eta",), "phi": ("phi",), "nu": ("nu",), "delta": ("delta",),
                 "energy": ("instrument/monochromator/Energy", "energy"),
                 "detector_distance": ("instrument/{detector}/distance", "distance")},
         reader="id01", energy_unit="keV", distance_unit="m", rocking_motor="eta", monitor=("mon", "monitor"),
-        source="cohere-beamlines src/cohere_beamlines/esrf_id01: diffractometers.py Diffractometer_id01 (circles, "
-               "BLISS paths <scan>.1/instrument/positioners/<motor>, instrument/<detector>/distance in m, "
-               "instrument/monochromator/Energy in keV), detectors.py Detector_mpxgaas (516×516, 55 µm, data "
-               "<scan>.1/measurement/<detector>, pixelorientation ('x-','y-') of the transposed frame, beam_zero "
-               "dims//2)",
+        source="cohere-beamlines src/cohere_beamlines/esrf_id01: diffractometers.py Diffractometer_id01 (BLISS "
+               "paths <scan>.1/instrument/positioners/<motor>, instrument/<detector>/distance in m, "
+               "instrument/monochromator/Energy in keV), detectors.py Detector_mpxgaas (516×516, 55 µm, frames "
+               "<scan>.1/measurement/<detector>, beam_zero dims//2); pixel orientation from bcdi BeamlineID01 / "
+               "cdiutils Geometry ID01 (file columns outboard, rows down → transposed data frame)",
     )
 
 
@@ -248,15 +248,16 @@ def _entry_p10() -> Beamline:
     return Beamline(
         name="p10",
         diffractometer=DIFFRACTOMETERS["p10"],
-        detector=DetectorSpec(name="e4m", pixel_size_m=75e-6, shape=(2167, 2070), orientation="transpose",
-                              centre_px=(1035.0, 1080.0)),
+        detector=DetectorSpec(name="e4m", pixel_size_m=75e-6, shape=(2167, 2070), orientation="none",
+                              centre_px=(1080.0, 1035.0)),
         motors={"mu": ("mu",), "om": ("om",), "chi": ("chi",), "phi": ("phi",), "gam": ("gam",), "del": ("del",),
                 "energy": ("fmbenergy",), "detector_distance": ("_distance",)},
         reader="p10", energy_unit="eV", distance_unit="mm", rocking_motor="om", monitor=("ipetra", "curpetra"),
         source="cohere-beamlines src/cohere_beamlines/Petra3_P10: diffractometers.py Diffractometer_P10sixc "
-               "(circles, .fio motor names mu/om/chi/phi/gam/del, _distance in mm, fmbenergy in eV), detectors.py "
-               "Detector_e4m (Eiger 4M, 75 µm, <scan>/e4m/<sample>_<scan>_data_*.h5 entry/data/data read "
-               "transposed, pixelorientation ('x+','y-'), beam_zero (1035, 1080) of the transposed frame)",
+               "(.fio motor names mu/om/chi/phi/gam/del, _distance in mm, fmbenergy in eV), detectors.py "
+               "Detector_e4m (Eiger 4M, 75 µm, <scan>/e4m/<sample>_<scan>_data_*.h5 entry/data/data, beam_zero "
+               "(x 1035, y 1080)); pixel orientation from bcdi BeamlineP10 / cdiutils Geometry P10 (file columns "
+               "inboard, rows down: the file frame is the data frame)",
     )
 
 

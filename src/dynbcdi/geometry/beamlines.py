@@ -18,6 +18,11 @@ APS 34-ID-C (cohere-beamlines ``aps_34idc/diffractometers.py``, ``detectors.py``
   same *data* frame, i.e. after the detector's file-to-data orientation
   (:class:`dynbcdi.beamlines.DetectorSpec`, "transpose" at 34-ID-C): data rows along +x, data
   columns along −y at δ = γ = 0. col × row = +k̂h; the raw TIFF frame itself is left-handed.
+  bcdi (``Beamline34ID``: TIFF columns outboard, rows down) says the same of the file frame.
+
+ESRF ID01 and PETRA III P10: circles as in cohere-beamlines and bcdi (they agree); detector pixel
+directions from bcdi and cdiutils, whose horizontal sign is opposite to cohere-beamlines' for
+these two beamlines (sources in each preset).
 
 Rocking sign: :class:`~dynbcdi.geometry.bragg.BraggGeometry` wants a positive angle to increase the
 glancing angle. Where the motor's positive sense does the opposite (e.g. δ < 0 with θ about +y),
@@ -95,7 +100,8 @@ DIFFRACTOMETERS: dict[str, DiffractometerPreset] = {
         source="cohere-beamlines src/cohere_beamlines/aps_34idc/diffractometers.py Diffractometer_34idc "
                "(sampleaxes ('y+','z-','y+') Theta/Chi/Phi, detectoraxes ('y+','x-') Delta/Gamma, incidentaxis "
                "(0,0,1)); detectors.py Detector_34idcTIM2 pixelorientation ('x+','y-') of the transposed frame "
-               "(cohere_core.utilities.read_tif transposes)",
+               "(cohere_core.utilities.read_tif transposes); bcdi bcdi/experiment/beamline.py Beamline34ID agrees (detector_hor "
+               "'x+', detector_ver 'y-' for the file frame: TIFF columns outboard, rows down)",
     ),
     "id01": DiffractometerPreset(
         name="id01",
@@ -104,11 +110,13 @@ DIFFRACTOMETERS: dict[str, DiffractometerPreset] = {
         sample_names=("mu", "eta", "phi"),
         detector_circles=("y-", "x-"),
         detector_names=("nu", "delta"),
-        pixel_directions=("y-", "x-"),
-        source="cohere-beamlines src/cohere_beamlines/esrf_id01/diffractometers.py Diffractometer_id01 "
-               "(sampleaxes ('y-','x-','y-') mu/eta/phi, detectoraxes ('y-','x-') nu/delta, incidentaxis (0,0,1)); "
-               "detectors.py Detector_mpxgaas pixelorientation ('x-','y-') of the transposed frame (h5 data .T), "
-               "i.e. file rows along −y, file columns along −x",
+        pixel_directions=("x+", "y-"),
+        source="circles: cohere-beamlines src/cohere_beamlines/esrf_id01/diffractometers.py (sampleaxes "
+               "('y-','x-','y-') mu/eta/phi, detectoraxes ('y-','x-') nu/delta, incidentaxis (0,0,1)) = bcdi "
+               "bcdi/experiment/diffractometer.py ID01; pixels: bcdi bcdi/experiment/beamline.py BeamlineID01 "
+               "(detector_hor 'x+', detector_ver 'y-': file columns outboard, rows down) and cdiutils Geometry "
+               "ID01 (axis0 'y-', axis1 'x+'); data frame = transposed file frame. cohere's Detector_mpxgaas "
+               "('x-','y-' of the transposed frame) has the opposite horizontal sign",
     ),
     "p10": DiffractometerPreset(
         name="p10",
@@ -117,10 +125,13 @@ DIFFRACTOMETERS: dict[str, DiffractometerPreset] = {
         sample_names=("mu", "om", "chi", "phi"),
         detector_circles=("y+", "x-"),
         detector_names=("gam", "del"),
-        pixel_directions=("x+", "y-"),
-        source="cohere-beamlines src/cohere_beamlines/Petra3_P10/diffractometers.py Diffractometer_P10sixc "
-               "(sampleaxes ('y+','x-','z+','y-') mu/om/chi/phi, detectoraxes ('y+','x-') gam/del, incidentaxis "
-               "(0,0,1)); detectors.py Detector_e4m/e2500 pixelorientation ('x+','y-') of the transposed frame",
+        pixel_directions=("y-", "x-"),
+        source="circles: cohere-beamlines src/cohere_beamlines/Petra3_P10/diffractometers.py (sampleaxes "
+               "('y+','x-','z+','y-') mu/om/chi/phi, detectoraxes ('y+','x-') gam/del, incidentaxis (0,0,1)) = bcdi "
+               "diffractometer P10; pixels: bcdi bcdi/experiment/beamline.py BeamlineP10 (detector_hor 'x-', "
+               "detector_ver 'y-': detector seen from upstream, file columns inboard, rows down) and cdiutils "
+               "Geometry P10 (axis0 'y-', axis1 'x-'); data frame = file frame. cohere's Detector_e4m ('x+','y-' "
+               "of the transposed frame) has the opposite horizontal sign",
     ),
 }
 

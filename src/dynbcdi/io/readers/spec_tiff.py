@@ -74,8 +74,10 @@ def read_spec_scan(spec_file: str | Path, scan: int) -> SpecScan:
     columns = {n: np.asarray(s.data[n], dtype=float) for n in names}
     header = {}
     for key in ("UIMR5", "UIMDET"):
-        with contextlib.suppress(Exception):  # optional header lines; xrayutilities raises if absent
-            header[key] = str(s.getheader_element(key)).strip()
+        with contextlib.suppress(Exception):  # optional header lines: absent → an exception or []
+            value = s.getheader_element(key)
+            if isinstance(value, str) and value.strip():
+                header[key] = value.strip()
     return SpecScan(path, int(scan), " ".join(str(s.command).split()), motors, columns, header)
 
 

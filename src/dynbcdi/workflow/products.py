@@ -208,7 +208,8 @@ class PatternsStage:
         kin_scale = ml_scale(data, kin_raw, valid)
         fitted = terms_summary(dyn.metadata) or {"scale": dyn.metadata.get("scale", 1.0)}
         dyn_model = expected_photons(forward_model(ctx.config.reconstruction.model, dataset), dq, dyn.obj,
-                                     ctx.config.reconstruction.config, fitted, chunk)
+                                     ctx.config.reconstruction.config, fitted, chunk,
+                                     _step_rad(dataset.geometry.rocking_angles_rad))
         models = {"kinematic": kin_raw * kin_scale, "dynamical": dyn_model}
         arrays, summary = _pattern_arrays(data, valid, models, ctx.config.output.report_frames)
         summary["scales"] = {"kinematic": kin_scale, "dynamical": float(fitted.get("scale", 1.0))}
@@ -229,6 +230,11 @@ class PatternsStage:
                                    integrated=pick("integrated", ("data", *LABELS)), deviance=pick("deviance"),
                                    floor=pick("floor"), residual=pick("residual"),
                                    summary=json.loads((folder / "patterns.json").read_text()))
+
+
+def _step_rad(angles: np.ndarray) -> float:
+    """Mean rocking step (rad); 1.0 for a single frame (offsets then stay in steps)."""
+    return float(np.mean(np.diff(angles))) if len(angles) > 1 else 1.0
 
 
 def _pattern_arrays(data: np.ndarray, valid: np.ndarray, models: dict[str, np.ndarray],

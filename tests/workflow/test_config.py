@@ -24,12 +24,15 @@ def test_sections_and_defaults(tmp_path):
     assert cfg.dataset == str((tmp_path / "data" / "scan.cxi").resolve())
     assert cfg.output.dir == str((tmp_path / "cfg" / "out").resolve())
     assert cfg.threads == 2 and cfg.phasing.starts == 2 and cfg.output.report_frames == 2
-    assert cfg.reconstruction.start == from_dict(StartConfig, {**start, "twin_epochs": 3})
     # keys not given keep the pipeline's defaults for measured scans, not ReconstructionConfig()'s
     defaults, start = measured_defaults()
+    assert cfg.reconstruction.start == from_dict(StartConfig, {**start, "twin_epochs": 3})
     expected = from_dict(ReconstructionConfig, defaults).replace(epochs=7)
     expected = dataclasses.replace(expected, optimizer=dataclasses.replace(expected.optimizer, lr=0.05))
     assert cfg.reconstruction.config == expected
+    terms = cfg.reconstruction.config.terms  # measured data: rocking offset and frame scales fitted
+    assert terms.rocking.refine and terms.frame_scale.refine and terms.free_fraction > 0
+    assert cfg.reconstruction.start.kinematic_amplitude
 
 
 @pytest.mark.parametrize("text, key", [

@@ -105,3 +105,22 @@ def test_sigint_handler_flags_and_raises():
             os.kill(os.getpid(), signal.SIGINT)
         assert guard.requested and guard.callback(3, None) is True
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_refuses_a_folder_another_run_is_writing_into(cli_run, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(cli_run["run_dir"], run_dir)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run_dir / "run.lock").write_text(str(other.pid))
+        assert main(["run", str(cli_run["toml"]), "--out", str(run_dir), "--no-progress"]) == 2
+        assert f"in use by another dynbcdi run (process {other.pid})" in capsys.readouterr().err
+    finally:
+        other.kill()
+        other.wait()
+    # the writer is gone: its stale lock is taken over, and everything is cached
+    assert main(["run", str(cli_run["toml"]), "--out", str(run_dir), "--no-progress"]) == 0
+    assert not (run_dir / "run.lock").exists()

@@ -10,13 +10,14 @@ artifacts of the stages that it reruns.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,11 +27,13 @@ from dynbcdi.workflow.products import AnalysisStage, PatternsStage
 from dynbcdi.workflow.report import REPORT_NAME, ReportStage
 from dynbcdi.workflow.stages import DynamicalStage, GridStage, PhaseStage, PrepareStage, check_device
 
-__all__ = ["RUN_FILE", "RunSummary", "claim_run_dir", "default_stages", "plan_run", "run_workflow"]
+__all__ = ["LOCK_FILE", "RUN_FILE", "RunSummary", "check_lock", "claim_run_dir", "default_stages", "plan_run",
+           "run_lock", "run_workflow"]
 
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
+LOCK_FILE = "run.lock"
 
 
 def default_stages() -> list[Stage]:
@@ -99,6 +102,44 @@ def _read_run_file(run_dir: Path) -> str | None:
         return None
 
 
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/run.lock`` (this process id) while a run writes into the folder.
+
+    A second run on the same folder while the first is alive is refused (FileExistsError, one line);
+    a lock left by a process that no longer exists (killed run) is taken over.
+    """
+    lock = Path(run_dir) / LOCK_FILE
+    check_lock(run_dir)
+    lock.write_text(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def check_lock(run_dir: Path) -> None:
+    """FileExistsError (one line) if another live process holds ``run_dir/run.lock``."""
+    lock = Path(run_dir) / LOCK_FILE
+    try:
+        pid = int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return
+    if pid != os.getpid() and _alive(pid):
+        raise FileExistsError(f"run folder {run_dir} is in use by another dynbcdi run (process {pid}); "
+                              f"wait for it or remove {lock}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
 def plan_run(config: RunConfig, run_dir: Path, stages: list[Stage] | None = None) -> list[PlannedStage]:
     """The stage plan (cached / to run, with reasons) without computing anything."""
     return plan(stages or default_stages(), config, Path(run_dir))
@@ -124,10 +165,12 @@ def run_workflow(config: RunConfig, run_dir: str | os.PathLike, *, overwrite: bo
     for device in (config.phasing.device, config.reconstruction.config.device):
         check_device(device)  # before anything is computed or written
     planned = plan(stages, config, run_dir)  # checks input files before touching the folder
+    check_lock(run_dir)  # before --overwrite could clean a folder that another run is writing into
     claim_run_dir(run_dir, config, stages, overwrite)
-    planned = plan(stages, config, run_dir)  # after an --overwrite cleanup everything runs
-    if on_plan is not None:
-        on_plan(planned)
-    records = execute(planned, config, run_dir, progress=progress, on_start=on_start)
+    with run_lock(run_dir):
+        planned = plan(stages, config, run_dir)  # after an --overwrite cleanup everything runs
+        if on_plan is not None:
+            on_plan(planned)
+        records = execute(planned, config, run_dir, progress=progress, on_start=on_start)
     return RunSummary(run_dir=run_dir, records=records, report=run_dir / "report" / REPORT_NAME,
                       wall_s=time.perf_counter() - t0, planned=planned)

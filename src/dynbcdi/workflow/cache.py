@@ -97,7 +97,8 @@ class StageRecord:
     """The manifest of a finished stage (``RUN/<stage>/stage.json``).
 
     seconds: wall time; cpu_seconds: CPU time of the process over all its threads (with the
-    machine's load, the wall time varies; the CPU time much less).
+    machine's load, the wall time varies; the CPU time much less); load_average: the machine's
+    5-minute load average when the stage finished (os.getloadavg; NaN where unavailable).
     """
 
     name: str
@@ -109,6 +110,7 @@ class StageRecord:
     finished_utc: str
     versions: dict[str, str]
     cpu_seconds: float = float("nan")
+    load_average: float = float("nan")
     reused: bool = False
 
 
@@ -159,9 +161,10 @@ def read_manifest(folder: Path) -> StageRecord | None:
     """The manifest of ``folder``, or None if absent or unreadable (then the stage reruns)."""
     try:
         data = json.loads((folder / MANIFEST).read_text())
-        optional = {"reused", "cpu_seconds"}
+        optional = {"reused", "cpu_seconds", "load_average"}
         return StageRecord(**{k: data[k] for k in StageRecord.__dataclass_fields__ if k not in optional},
-                           cpu_seconds=float(data.get("cpu_seconds", float("nan"))))
+                           cpu_seconds=float(data.get("cpu_seconds", float("nan"))),
+                           load_average=float(data.get("load_average", float("nan"))))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -207,6 +210,13 @@ def _status(stage: Stage, key: str, settings: dict, inputs: dict, folder: Path, 
     if upstream_runs or record.inputs != inputs:
         return "run", "inputs changed: " + ", ".join(n for n in inputs if record.inputs.get(n) != inputs[n])
     return "run", "stage code changed"
+
+
+def _load() -> float:
+    try:
+        return float(os.getloadavg()[1])
+    except (OSError, AttributeError):
+        return float("nan")
 
 
 def _utc_now() -> str:
@@ -262,8 +272,10 @@ def execute(planned: Sequence[PlannedStage], config: RunConfig, run_dir: Path, p
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         record = StageRecord(name=p.stage.name, key=p.key, settings=as_plain(p.stage.settings(config)),
                              inputs={n: keys[n] for n in p.stage.needs}, files=list(files), seconds=seconds,
-                             finished_utc=_utc_now(), versions=versions(), cpu_seconds=cpu)
+                             finished_utc=_utc_now(), versions=versions(), cpu_seconds=cpu,
+                             load_average=_load())
         _write_manifest(folder, record)
-        log.info("stage %-10s done in %.1f s (CPU %.1f s)", p.stage.name, seconds, cpu)
+        log.info("stage %-10s done in %.1f s (CPU %.1f s, load %.1f)", p.stage.name, seconds, cpu,
+                 record.load_average)
         records.append(record)
     return records

@@ -217,21 +217,23 @@ def _provenance(dataset: Any) -> dict[str, Any]:
 
 
 def _timings(ctx: StageContext) -> str:
-    rows = ["<tr><th>stage</th><th>status this run</th><th>wall (s)</th><th>CPU (s)</th><th>finished (UTC)</th>"
-            "<th>key</th></tr>"]
+    head = ("stage", "status this run", "wall (s)", "CPU (s)", "load", "finished (UTC)", "key")
+    rows = ["<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     total = 0.0
     for name in ReportStage.needs:
-        record = read_manifest(ctx.run_dir / name)
-        if record is None:
+        r = read_manifest(ctx.run_dir / name)
+        if r is None:
             continue
-        status = "reused" if record.finished_utc < ctx.started_utc else "ran"
-        total += record.seconds
-        rows.append(f"<tr><td>{name}</td><td>{status}</td><td>{record.seconds:.1f}</td><td>{record.cpu_seconds:.1f}</td>"
-                    f"<td>{record.finished_utc}</td><td><code>{record.key[:12]}</code></td></tr>")
-    rows.append(f"<tr><td>report</td><td>ran</td><td colspan=4>(this page, {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())})</td></tr>")
-    return (f"<table>{''.join(rows)}</table>" + _note(f"Sum of the stages' wall times: {total:.0f} s (CPU: all threads of the "
-                                                      "process). A stage is reused while its settings and inputs are "
-                                                      "unchanged."))
+        total += r.seconds
+        cells = (name, "reused" if r.finished_utc < ctx.started_utc else "ran", f"{r.seconds:.1f}",
+                 f"{r.cpu_seconds:.1f}", f"{r.load_average:.1f}", r.finished_utc, f"<code>{r.key[:12]}</code>")
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    rows.append(f"<tr><td>report</td><td>ran</td><td colspan=5>(this page, {now})</td></tr>")
+    return f"<table>{''.join(rows)}</table>" + _note(
+        f"Sum of the stages' wall times: {total:.0f} s. CPU: all threads of the process; load: the machine's "
+        "5-minute load average when the stage finished (wall times grow with it, CPU times much less). A stage "
+        "is reused while its settings and inputs are unchanged.")
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, str]:

@@ -100,11 +100,12 @@ def test_sigint_handler_flags_and_raises():
 
     from dynbcdi.workflow.stages import InterruptGuard
 
+    before = signal.getsignal(signal.SIGINT)
     with InterruptGuard() as guard:
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
         assert guard.requested and guard.callback(3, None) is True
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before  # the previous handler is back
 
 
 def test_refuses_a_folder_another_run_is_writing_into(cli_run, tmp_path, capsys):

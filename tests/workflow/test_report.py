@@ -54,10 +54,12 @@ def test_poisson_deviance_known_values():
     assert np.allclose(poisson_deviance(np.array([0.0, 4.0]), np.array([3.0, 2.0])), [6.0, 2 * (4 * np.log(2) - 2)])
 
 
-def test_report_frames_follow_the_intensity():
-    curve = np.exp(-0.5 * ((np.arange(41) - 25) / 3.0) ** 2)
-    frames = report_frames(curve, 5)
-    assert len(frames) == 5 and 25 in frames and frames.min() >= 18 and frames.max() <= 32
+def test_report_frames_span_peak_and_tails():
+    # Gaussian σ = 3 frames at 25: the curve falls to 1/√10 at |x| ≥ 4.55 and to 1/100 at |x| ≥ 9.1
+    curve = np.exp(-0.5 * ((np.arange(61) - 25) / 3.0) ** 2)
+    assert report_frames(curve, 5).tolist() == [15, 20, 25, 30, 35]
+    assert report_frames(curve, 3).tolist() == [18, 25, 32]  # 1/10 at |x| ≥ 6.4
+    assert report_frames(curve, 1).tolist() == [25]
 
 
 def test_two_theta_check_of_a_matching_geometry(cli_run):

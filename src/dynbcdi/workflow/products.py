@@ -164,13 +164,21 @@ def poisson_deviance(data: np.ndarray, model: np.ndarray) -> np.ndarray:
 
 
 def report_frames(curve: np.ndarray, n: int) -> np.ndarray:
-    """``n`` distinct frame indices spread over the rocking curve: where its cumulative sum passes
-    the fractions 0.1 … 0.9 (the frames that hold the intensity, with the peak in the middle)."""
-    cum = np.cumsum(np.clip(curve, 0, None))
-    if cum[-1] <= 0:
-        return np.linspace(0, len(curve) - 1, min(n, len(curve))).astype(int)
-    fractions = np.linspace(0.1, 0.9, n) if n > 1 else np.array([0.5])
-    return np.unique(np.searchsorted(cum / cum[-1], fractions).clip(0, len(curve) - 1))
+    """Up to ``n`` distinct frame indices along the rocking curve ``curve`` (N,): the peak frame and,
+    on each side, the frames nearest to the peak where the curve has fallen to levels spread on a log
+    scale from 1/3 down to 1/100 of the peak (the tails, where the models differ most)."""
+    curve = np.clip(np.asarray(curve, float), 0, None)
+    k = int(np.argmax(curve))
+    n_side = max((n - 1) // 2, 0)
+    levels = np.logspace(-0.5, -2, n_side) if n_side > 1 else np.array([0.1] * n_side)
+    frames = [k]
+    for level in levels:
+        below = np.nonzero(curve <= level * curve[k])[0]
+        left, right = below[below < k], below[below > k]
+        frames += [int(left.max()) if left.size else 0, int(right.min()) if right.size else len(curve) - 1]
+    if n > 1 and n % 2 == 0:  # an even count: one more frame halfway into the right tail
+        frames.append(min(k + max((len(curve) - k) // 4, 1), len(curve) - 1))
+    return np.unique(frames)
 
 
 def expected_patterns(model: Any, obj: np.ndarray, dq: np.ndarray, chunk: int) -> np.ndarray:
@@ -190,7 +198,7 @@ def expected_patterns(model: Any, obj: np.ndarray, dq: np.ndarray, chunk: int) -
 class PatternsStage:
     """Expected photons of the kinematic and dynamical results for every frame, deviance and residuals."""
 
-    name, needs, version = "patterns", ("prepare", "grid", "dynamical"), 1
+    name, needs, version = "patterns", ("prepare", "grid", "dynamical"), 2
 
     def settings(self, config: RunConfig) -> dict[str, Any]:
         return {"report_frames": config.output.report_frames, "model": config.reconstruction.model}

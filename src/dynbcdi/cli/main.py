@@ -13,7 +13,7 @@ import logging
 import sys
 
 # Order is the order shown in `dynbcdi --help`.
-COMMANDS: tuple[str, ...] = ("info", "prepare", "simulate", "phase", "reconstruct", "demo")
+COMMANDS: tuple[str, ...] = ("info", "prepare", "simulate", "phase", "reconstruct", "run", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

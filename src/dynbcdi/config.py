@@ -109,5 +109,18 @@ def _coerce_dict(args: tuple, value: Any, name: str) -> dict:
     return {k: coerce(value_type, v, f"{name}.{k}") for k, v in value.items()}
 
 
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` applied on top of ``base`` (nested dicts merged key by key; other values replaced).
+
+    Used to read a TOML file on top of tuned defaults, so that a file holding only ``epochs = 100``
+    changes nothing else.
+    """
+    out = dict(base)
+    for key, value in override.items():
+        nested = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = deep_merge(out[key], value) if nested else value
+    return out
+
+
 def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key

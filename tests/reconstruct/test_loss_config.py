@@ -98,3 +98,18 @@ def test_validation_checks_model_grid():
 def test_default_config_follows_paper():
     cfg = ReconstructionConfig()
     assert cfg.optimizer.lr == 0.15 and cfg.optimizer.n_batches == 5
+
+
+def test_toml_on_top_of_tuned_defaults(tmp_path):
+    """A TOML holding only ``epochs`` changes nothing else of the base it is read on (issue 15: the CLI
+    used to start from ReconstructionConfig(), silently changing lr and five other settings)."""
+    from dynbcdi.reconstruct import default_config, load_config
+
+    path = tmp_path / "run.toml"
+    path.write_text("epochs = 100\n[optimizer]\nlr = 0.05\n")
+    base = default_config(measured=True)
+    cfg = load_config(path, base)
+    assert cfg.epochs == 100 and cfg.optimizer.lr == 0.05
+    assert cfg.optimizer.chunk_size == base.optimizer.chunk_size and cfg.terms == base.terms
+    assert cfg.stopping == base.stopping and cfg.loss == base.loss
+    assert load_config(path).optimizer.chunk_size == ReconstructionConfig().optimizer.chunk_size

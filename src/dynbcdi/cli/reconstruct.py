@@ -64,11 +64,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-def _config(args: argparse.Namespace) -> ReconstructionConfig:
-    """The configuration (TOML or defaults, then flags), its device checked against this machine."""
+def _config(args: argparse.Namespace, measured: bool) -> ReconstructionConfig:
+    """The configuration (the pipeline's tuned defaults — for measured data when ``measured`` — with
+    the TOML's keys on top, then flags), its device checked against this machine."""
     from dynbcdi.devices import resolve_device
 
-    cfg = load_config(args.config) if args.config else default_config()
+    base = default_config(measured=measured)
+    cfg = load_config(args.config, base) if args.config else base
     if args.device:
         cfg = cfg.replace(device=args.device)
     resolve_device(cfg.device)
@@ -147,22 +149,24 @@ def run(args: argparse.Namespace) -> int:
     With ``--distributed`` this process is one torchrun rank: it computes on ``cuda:LOCAL_RANK``
     (``--device cuda``) or the CPU, and only rank 0 shows progress and writes files.
     """
-    cfg = _config(args)
+    from dynbcdi.io import load_dataset
+
+    _check_targets(Path(args.out), args.overwrite)
+    dataset = load_dataset(args.dataset)
+    cfg = _config(args, measured=dataset.truth is None)
     if not args.distributed:
-        return _run(args, cfg, SingleProcess())
+        return _run(args, cfg, dataset, SingleProcess())
     comm = init_distributed(device=cfg.device)
     try:
-        return _run(args, cfg.replace(device=str(comm.device)), comm)
+        return _run(args, cfg.replace(device=str(comm.device)), dataset, comm)
     finally:
         comm.close()
 
 
-def _run(args: argparse.Namespace, cfg: ReconstructionConfig, comm: Communicator) -> int:
-    from dynbcdi.io import load_dataset, save_result
+def _run(args: argparse.Namespace, cfg: ReconstructionConfig, dataset, comm: Communicator) -> int:
+    from dynbcdi.io import save_result
 
     out = Path(args.out)
-    _check_targets(out, args.overwrite)
-    dataset = load_dataset(args.dataset)
     init = _initial_object(args, dataset)
     model = _forward_model(args, dataset)
     if args.start == "select" and not args.resume:  # deterministic: every rank picks the same start

@@ -29,7 +29,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dynbcdi.config import from_dict, load_toml
+from dynbcdi.config import deep_merge, from_dict, load_toml
 
 LossKind = Literal["amplitude", "poisson"]
 
@@ -240,14 +240,22 @@ class ReconstructionConfig:
         return dataclasses.asdict(self)
 
 
-def config_from_dict(data: dict[str, Any]) -> ReconstructionConfig:
-    """Build a :class:`ReconstructionConfig` from a nested dict; unknown keys raise ``ValueError``."""
-    return from_dict(ReconstructionConfig, data)
+def config_from_dict(data: dict[str, Any], base: ReconstructionConfig | None = None,
+                     where: str = "") -> ReconstructionConfig:
+    """Build a :class:`ReconstructionConfig` from a nested dict; unknown keys raise ``ValueError``.
+
+    base : settings that keys absent from ``data`` keep (default: the field defaults of
+    :class:`ReconstructionConfig`); the CLI and ``dynbcdi run`` pass the pipeline's tuned
+    ``default_config()``. where : dotted name of the section, for messages.
+    """
+    merged = deep_merge(base.to_dict(), data) if base is not None else data
+    return from_dict(ReconstructionConfig, merged, where)
 
 
-def load_config(path: str | os.PathLike) -> ReconstructionConfig:
-    """Read a TOML file (sections ``optimizer``, ``loss``, ``shrinkwrap``, ``stopping``, ``terms``)."""
-    return config_from_dict(load_toml(path))
+def load_config(path: str | os.PathLike, base: ReconstructionConfig | None = None) -> ReconstructionConfig:
+    """Read a TOML file (sections ``optimizer``, ``loss``, ``shrinkwrap``, ``stopping``, ``terms``)
+    on top of ``base`` (see :func:`config_from_dict`)."""
+    return config_from_dict(load_toml(path), base)
 
 
 def _positive(obj: Any, *names: str) -> None:

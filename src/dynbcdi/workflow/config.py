@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from dynbcdi.config import from_dict, load_toml
+from dynbcdi.config import deep_merge, from_dict, load_toml
 
 __all__ = ["OutputSettings", "PhasingSettings", "ReconstructionSettings", "RunConfig", "load_run_config",
            "run_config_from_dict"]
@@ -172,40 +172,27 @@ def as_plain(value: Any) -> Any:
     return value
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
-            else value
-    return out
-
-
 def _reconstruction(data: dict[str, Any]) -> ReconstructionSettings:
-    from dynbcdi.reconstruct import ReconstructionConfig, StartConfig
+    from dynbcdi.reconstruct import StartConfig
+    from dynbcdi.reconstruct.config import config_from_dict
 
     data = dict(data)
     config_base, start_base = measured_defaults()
-    start = from_dict(StartConfig, _deep_merge(start_base, data.pop("start", {})), "reconstruction.start")
+    start = from_dict(StartConfig, deep_merge(start_base, data.pop("start", {})), "reconstruction.start")
     model = data.pop("model", "tte")
     if model not in ("tte", "kinematic"):
         raise ValueError(f"config key 'reconstruction.model' must be 'tte' or 'kinematic', got {model!r}")
-    config = from_dict(ReconstructionConfig, _deep_merge(config_base, data), "reconstruction")
+    config = config_from_dict(data, config_base, "reconstruction")
     return ReconstructionSettings(config=config, start=start, model=model)
 
 
-def measured_defaults() -> tuple[dict[str, Any], dict[str, Any]]:
-    """The pipeline's settings for measured scans, as dicts: ``default_config(measured=True)`` (fitted
-    rocking offset and frame scales, free pixels, smoothed stopping) and ``StartConfig.measured()``
-    (the kinematic result as the start unless a flat one trials better). Versions of the reconstruct
-    module without them give ``default_config()`` and ``StartConfig()``."""
-    import inspect
-
+def measured_defaults() -> tuple[Any, dict[str, Any]]:
+    """The pipeline's settings for measured scans: ``default_config(measured=True)`` (fitted rocking
+    offset, frame scales and detector blur, free pixels, smoothed stopping) and, as a dict,
+    ``StartConfig.measured()`` (the kinematic result as the start unless a flat one trials better)."""
     from dynbcdi.reconstruct import StartConfig, default_config
 
-    measured = "measured" in inspect.signature(default_config).parameters
-    config = default_config(measured=True) if measured else default_config()
-    start = StartConfig.measured() if hasattr(StartConfig, "measured") else StartConfig()
-    return dataclasses.asdict(config), dataclasses.asdict(start)
+    return default_config(measured=True), dataclasses.asdict(StartConfig.measured())
 
 
 def _external(section: str, data: Any) -> Any:

@@ -50,6 +50,7 @@ def test_rejects_non_positive(bad):
 
 @pytest.mark.parametrize(("load", "expected"), [(0.0, 2), (0.7, 1), (1.2, 1), (9.0, 1)])
 def test_default_leaves_busy_cpus(monkeypatch, load, expected):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(runtime, "usable_cpus", lambda: 2)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     monkeypatch.setattr(runtime, "busy_cpus", lambda: load)
@@ -57,10 +58,21 @@ def test_default_leaves_busy_cpus(monkeypatch, load, expected):
 
 
 def test_default_never_exceeds_usable(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(runtime, "usable_cpus", lambda: 1)
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     monkeypatch.setattr(runtime, "busy_cpus", lambda: 0.0)
     assert runtime.choose_threads(None) == 1
+
+
+def test_default_honours_omp_num_threads(monkeypatch):
+    monkeypatch.setattr(runtime, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(runtime, "busy_cpus", lambda: 9.0)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert runtime.choose_threads(None) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+    assert runtime.choose_threads(None) == 2
+    assert runtime.choose_threads(1) == 1
 
 
 def test_configure_threads(restore_threads):

@@ -9,7 +9,8 @@ slower with 2 threads than with 1 (issue 13; benchmarks/RESULTS.md, "Threads und
 
 What. :func:`choose_threads` picks the count from the CPUs this process may really use (affinity
 mask and cgroup quota, :func:`usable_cpus`), less the CPUs that other processes keep busy
-(estimated from the 1-minute load average), and honours an explicit request. :func:`configure_threads`
+(estimated from the 1-minute load average), and honours an explicit request (``--threads``, or
+else a user's ``OMP_NUM_THREADS``). :func:`configure_threads`
 applies it to torch. :func:`prefer_passive_wait` asks OpenMP to let idle threads sleep rather than
 spin (``OMP_WAIT_POLICY=PASSIVE``) for this process only; OpenMP reads that variable once, when
 torch loads it, so the console script calls it before importing torch, and an explicit setting of
@@ -75,6 +76,7 @@ def choose_threads(requested: int | None = None) -> int:
 
     requested: an explicit count (e.g. ``--threads``), an integer ≥ 1; it is capped at
     :func:`usable_cpus` (more threads than CPUs only add barrier waits). None: the default, the
+    user's ``OMP_NUM_THREADS`` if set to a positive integer, else the
     usable CPUs minus the busy ones (rounded to nearest, at least 1): all of them on an idle machine,
     1 when the others keep all but one busy. Rationale (benchmarks/RESULTS.md, "Threads under
     load"): with one thread per free CPU no barrier waits on a descheduled thread; a thread more than
@@ -89,6 +91,9 @@ def choose_threads(requested: int | None = None) -> int:
         if requested > usable:
             log.info("%d threads requested, %d usable CPUs: using %d", requested, usable, usable)
         return min(requested, usable)
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) >= 1:  # the user's explicit setting
+        return min(int(env), usable)
     total = os.cpu_count() or usable
     # CPUs idle machine-wide, of which this process can use at most its own usable ones
     idle = total - busy_cpus()

@@ -43,7 +43,8 @@ def _add_threads(parser: argparse.ArgumentParser) -> None:
     into its config); either way ``args.threads`` is an int or None."""
     try:
         parser.add_argument("--threads", type=int, metavar="N",
-                            help="torch CPU threads (default: the usable CPUs that other processes leave idle)")
+                            help="torch CPU threads (default: $OMP_NUM_THREADS, else the usable CPUs that other "
+                                 "processes leave idle)")
     except argparse.ArgumentError:  # the command's own --threads
         pass
 

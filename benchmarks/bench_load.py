@@ -12,7 +12,7 @@ by itself (:func:`dynbcdi.runtime.prefer_passive_wait` before torch loads, then
 :func:`dynbcdi.runtime.choose_threads` with no request; the count it chose is shown).
 "busy": a Python spin loop pinned to CPU 0 (``os.sched_setaffinity``) runs during the measurement.
 
-    OMP_NUM_THREADS= PYTHONPATH=src python benchmarks/bench_load.py          # < 2 min on 2 idle cores
+    PYTHONPATH=src python benchmarks/bench_load.py    # 16 fresh subprocesses: 2 min 45 s at load 7 on 2 cores
 
 The machine may be loaded by others already: compare ratios within one run, and quote ``uptime``.
 """

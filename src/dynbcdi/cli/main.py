@@ -3,6 +3,11 @@
 Each sub-command lives in its own module of this package and exposes
 ``add_parser(subparsers) -> argparse.ArgumentParser``; the parser it returns has a ``func``
 default taking the parsed ``argparse.Namespace`` and returning an exit code.
+
+Every command also takes ``--threads N`` (added here, see :func:`_add_threads`); before the command
+runs, torch gets :func:`dynbcdi.runtime.choose_threads` threads. OpenMP is asked to let idle threads
+sleep (:func:`dynbcdi.runtime.prefer_passive_wait`) before anything imports torch, i.e. at the
+import of this module, unless the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``.
 """
 
 from __future__ import annotations
@@ -10,7 +15,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+
+from dynbcdi import runtime
+
+runtime.prefer_passive_wait()  # before torch loads OpenMP (the command modules import torch)
 
 # Order is the order shown in `dynbcdi --help`.
 COMMANDS: tuple[str, ...] = ("info", "prepare", "simulate", "phase", "reconstruct", "run", "demo")
@@ -24,8 +34,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"dynbcdi.cli.{name}").add_parser(sub)
+        _add_threads(importlib.import_module(f"dynbcdi.cli.{name}").add_parser(sub))
     return parser
+
+
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    """Add ``--threads`` to a command's parser, unless the command defines its own (``run`` reads it
+    into its config); either way ``args.threads`` is an int or None."""
+    try:
+        parser.add_argument("--threads", type=int, metavar="N",
+                            help="torch CPU threads (default: $OMP_NUM_THREADS, else the usable CPUs that other "
+                                 "processes leave idle)")
+    except argparse.ArgumentError:  # the command's own --threads
+        pass
+
+
+def _configure(args: argparse.Namespace) -> None:
+    """Apply the thread count of ``args.threads`` (None: the default choice) to torch."""
+    n = runtime.configure_threads(runtime.choose_threads(getattr(args, "threads", None)))
+    logging.getLogger(__name__).debug("%d torch threads (OMP_WAIT_POLICY=%s)", n,
+                                      os.environ.get("OMP_WAIT_POLICY", "unset"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        _configure(args)
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"dynbcdi {args.command}: error: {_one_line(err)}", file=sys.stderr)

@@ -51,7 +51,7 @@ def test_refuses_a_folder_that_is_not_a_run(tmp_path, tiny_dataset, capsys):
 
 
 @pytest.mark.parametrize("args, match", [
-    (["--threads", "0"], "--threads"),
+    (["--threads", "0"], "threads must be a positive integer"),
     (["--device", "cuda"], "CUDA"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, tiny_dataset, capsys, args, match):

@@ -33,7 +33,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--out", type=Path, help="run folder (default: [output] dir, else ./<config name>-run)")
     parser.add_argument("--overwrite", action="store_true",
                         help="allow replacing another measurement's results in the run folder")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (overrides the config's threads)")
     parser.add_argument("--device", help="torch device of phasing and reconstruction: cpu, cuda, cuda:1")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--plan", action="store_true", help="print the stage plan (cached / to run) and stop")
@@ -48,9 +47,7 @@ def _config(args: argparse.Namespace):
     from dynbcdi.workflow.stages import replace_reconstruction
 
     cfg = load_run_config(args.config)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if args.threads is not None:  # dynbcdi's common --threads (cli/main.py) overrides the TOML
         cfg = cfg.replace(threads=args.threads)
     if args.device:
         cfg = replace_reconstruction(cfg.replace(phasing=dataclasses.replace(cfg.phasing, device=args.device)),

@@ -2,7 +2,7 @@
 
 Layout (every section optional except the input; unknown keys are errors naming the dotted key)::
 
-    threads = 1                    # torch CPU threads (torch.set_num_threads)
+    threads = 1                    # torch CPU threads (default: dynbcdi.runtime.choose_threads)
     dataset = "scan.cxi"           # a prepared dataset file, instead of [source]/[reflection]/[prepare]
 
     [source]        # dynbcdi.io.readers.SourceConfig: beamline, path, scan, spec_file, dark, flat, ...
@@ -125,7 +125,8 @@ class RunConfig:
 
     source / reflection / prepare: the readers' and prepare module's configs (None without a
     ``[source]`` section). dataset: a prepared dataset file (.cxi/.npz) used instead of them.
-    threads: torch CPU threads. base_dir: folder of the TOML file (relative paths were resolved
+    threads: torch CPU threads (None: :func:`dynbcdi.runtime.choose_threads`, the usable CPUs that
+    other processes leave idle). base_dir: folder of the TOML file (relative paths were resolved
     against it). Exactly one of ``source`` and ``dataset`` is set.
     """
 
@@ -136,7 +137,7 @@ class RunConfig:
     phasing: PhasingSettings = field(default_factory=PhasingSettings)
     reconstruction: ReconstructionSettings = field(default_factory=lambda: _reconstruction({}))
     output: OutputSettings = field(default_factory=OutputSettings)
-    threads: int = 1
+    threads: int | None = None
     base_dir: str = "."
 
     def __post_init__(self) -> None:
@@ -145,7 +146,7 @@ class RunConfig:
                              "dataset = \"file.cxi\", not both or neither")
         if self.source is not None and self.reflection is None:
             raise ValueError("a [source] section needs a [reflection] section (material, hkl)")
-        if self.threads < 1:
+        if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
 
     def replace(self, **changes: Any) -> RunConfig:

@@ -151,17 +151,17 @@ def run_workflow(config: RunConfig, run_dir: str | os.PathLike, *, overwrite: bo
                  on_start: Callable[[PlannedStage], None] | None = None) -> RunSummary:
     """Run every stage that is not cached; returns a :class:`RunSummary`.
 
-    config: the run settings (``config.threads`` torch threads are used). run_dir: the run folder.
+    config: the run settings (``config.threads`` torch threads, :func:`dynbcdi.runtime.choose_threads` when None). run_dir: the run folder.
     overwrite: allow replacing another measurement's results in ``run_dir``. progress: tqdm bars.
     on_plan: called with the plan before anything runs (the CLI prints it); on_start: before each stage runs.
     KeyboardInterrupt propagates; completed stages stay cached.
     """
-    import torch
+    from dynbcdi.runtime import choose_threads, configure_threads
 
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     stages = stages or default_stages()
-    torch.set_num_threads(config.threads)
+    configure_threads(choose_threads(config.threads))
     for device in (config.phasing.device, config.reconstruction.config.device):
         check_device(device)  # before anything is computed or written
     planned = plan(stages, config, run_dir)  # checks input files before touching the folder

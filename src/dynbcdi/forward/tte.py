@@ -17,8 +17,9 @@ which is that integrator's O(h²) error; sub-steps or ``rk4`` converge to the vo
 
 Gradients. Strang with kh⊥ = 0 (the default orientation) uses a hand-written adjoint sweep
 (:class:`.integrators.StrangAdjoint`) that keeps k = 1 (B, Y, X) field per z-step (U_t; W_t is
-rebuilt backwards); otherwise autograd keeps k fields per step (measured k ≈ 5 for Strang with
-kh⊥ ≠ 0, 21 for RK4). When B·Y·X·k·steps complex values exceed ``ACTIVATION_BUDGET_BYTES`` (or
+rebuilt backwards); otherwise k fields are kept per step (measured k ≈ 5 for Strang with kh⊥ ≠ 0
+through autograd; k = 2 for RK4, whose march stores only each step's input state and re-derives the
+step in the backward). When B·Y·X·k·steps complex values exceed ``ACTIVATION_BUDGET_BYTES`` (or
 ``checkpoint_segments`` is given) the march is split into n_seg = ⌈√steps⌉ z-segments whose inner
 states are recomputed in the backward pass: memory ≈ B·Y·X·(2·n_seg + k·(b/B)·steps/n_seg)
 complex values (b: angles per chunk, ``angle_chunk``) instead of B·Y·X·k·steps, for one extra
@@ -198,7 +199,7 @@ ACTIVATION_BUDGET_BYTES = 1 << 30
 """Without an explicit ``checkpoint_segments``, the march is checkpointed only when the tensors
 autograd would keep exceed this (1 GiB); below it recomputation would only cost time."""
 
-_SAVED_PER_STEP = {"strang": 1, "rk4": 21}  # (B, Y, X) tensors kept per step (Strang: adjoint sweep)
+_SAVED_PER_STEP = {"strang": 1, "rk4": 2}  # (B, Y, X) tensors kept per step (Strang: adjoint sweep)
 
 
 def _segments(requested: int | None, n_steps: int, field_bytes: int, integrator: str) -> int:

@@ -72,14 +72,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def check_output(path: Path, overwrite: bool) -> Path:
     """One-line errors for an output path that cannot be written; called before anything is read."""
-    from dynbcdi.io.filecheck import check_output_path
+    from dynbcdi.io.dataset import check_dataset_target
 
-    if path.suffix not in (".cxi", ".npz"):
-        raise ValueError(f"output file must end in .cxi or .npz, got {str(path)!r}")
-    check_output_path(path, "output dataset file")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
-    return path
+    return check_dataset_target(path, overwrite, how="--overwrite")
 
 
 def config_tables(config: Path | None, args: argparse.Namespace) -> dict[str, dict[str, Any]]:

@@ -141,13 +141,15 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _check_target(path: str | os.PathLike, overwrite: bool) -> Path:
+def check_dataset_target(path: str | os.PathLike, overwrite: bool, how: str = "overwrite=True") -> Path:
+    """One-line errors for a dataset output path that cannot be written (suffix, parent, existing file);
+    ``how`` names the way to allow replacing it ("--overwrite" on the command line)."""
     p = Path(path)
     if p.suffix not in (".cxi", ".npz"):
         raise ValueError(f"dataset file must end in .cxi or .npz, got {str(p)!r}")
     check_output_path(p, "dataset file")
     if p.exists() and not overwrite:
-        raise FileExistsError(f"{p} exists; pass overwrite=True to replace it")
+        raise FileExistsError(f"{p} exists; pass {how} to replace it")
     return p
 
 
@@ -328,7 +330,7 @@ def save_dataset(dataset: Dataset, path: str | os.PathLike, overwrite: bool = Fa
 
     Raises FileExistsError if the file exists and ``overwrite`` is False, ValueError for another suffix.
     """
-    p = _check_target(path, overwrite)
+    p = check_dataset_target(path, overwrite)
     (_write_cxi if p.suffix == ".cxi" else _write_npz)(dataset, p)
     return p
 

@@ -153,11 +153,19 @@ def _summary(ctx: StageContext, dataset: Any, ana: Any, pat: Any, dyn: Any) -> s
         "dynamical reconstruction": f"{ctx.config.reconstruction.model} model, {dyn.metadata.get('stopped_reason')} "
                                     f"after {dyn.metadata.get('epochs')} epochs",
         **_fit_rows(dyn.metadata),
-        "kinematic vs dynamical": json.dumps(ana.summary["kinematic_vs_dynamical"]),
+        "kinematic vs dynamical": _agreement_text(ana.summary["kinematic_vs_dynamical"]),
         "strain RMS": f"kinematic {ana.summary['kinematic']['strain_rms']:.3g}, dynamical "
                       f"{size['strain_rms']:.3g}",
     }
     return _table(rows_)
+
+
+def _agreement_text(agreement: dict[str, Any]) -> str:
+    """The alignment of the kinematic result onto the dynamical one, in words."""
+    shift = ", ".join(f"{v:+.2f}" for v in agreement["shift_vox"])
+    twin = "its twin" if agreement["twin"] else "the result itself"
+    return (f"complex correlation {agreement['correlation']:.3f} after aligning {twin}, "
+            f"shifted by ({shift}) voxel (z, y, x)")
 
 
 def _fit_rows(meta: dict[str, Any]) -> dict[str, str]:

@@ -288,3 +288,13 @@ def test_gradcheck_through_e0(segments):
         return far_field_intensity(Eh) + E0.abs() ** 2
 
     assert torch.autograd.gradcheck(f, (s, phi), eps=1e-6, atol=1e-8, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_crystal_is_refused(bad):
+    """One NaN/Inf voxel used to give an empty support and all-zero patterns without an error (issue 15)."""
+    S = smooth_crystal()
+    S[2, 1, 5] = complex(bad, 0.0)
+    dq = torch.zeros(2, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="1 NaN or infinite voxel"):
+        exit_waves(S, (5e-9, 5e-9, 5e-9), WAVELENGTH, K0_DIR, KH_DIR, CHI0, CHIH, CHIH, 1.0, dq, check_wrap=False)

@@ -83,6 +83,10 @@ def _support_z_range(S: torch.Tensor, threshold: float) -> tuple[torch.Tensor, i
         # overflow at the threshold level
         s2 = torch.addcmul(S.real.square(), S.imag, S.imag)
         smax2 = float(s2.max()) if s2.numel() else 0.0
+        if not math.isfinite(smax2) and not bool(torch.isfinite(S).all()):
+            # a NaN/Inf voxel would otherwise give an empty support and all-zero patterns
+            bad = int((~torch.isfinite(S)).sum())
+            raise ValueError(f"S has {bad} NaN or infinite voxel(s); the crystal function must be finite")
         if smax2 > 0 and math.isfinite(smax2) and threshold**2 * smax2 >= torch.finfo(s2.dtype).tiny:
             sup = s2 > threshold**2 * smax2
         else:

@@ -305,3 +305,16 @@ def test_phase_bad_mask_file(mask, contains, tmp_path, capsys):
                      capsys)
     _assert_one_line(code, err, str(path), contains)
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("grid_z", ["0", "-3", "1"])
+def test_reconstruct_grid_too_small_for_the_crystal(grid_z, good, tmp_path, capsys):
+    """`--grid-z 0` used to mean "auto" and a too-small grid cropped the crystal silently (issue 15)."""
+    init = tmp_path / "image.npy"
+    obj = np.zeros((N, N, N), complex)
+    obj[2:6, 2:6, 2:6] = 1.0
+    np.save(init, obj)
+    code, err = _run(["reconstruct", str(good["cxi"]), "--init", str(init), "--out", str(tmp_path / "o"),
+                      "--epochs", "1", "--start", "as-is", "--grid-z", grid_z], capsys)
+    _assert_one_line(code, err, None, f"--grid-z {grid_z} is too small")
+    assert not (tmp_path / "o").exists()

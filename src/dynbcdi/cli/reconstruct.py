@@ -52,7 +52,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "init object itself")
     parser.add_argument("--model", choices=("tte", "kinematic"), default="tte", help="forward model")
     parser.add_argument("--polarization", default="sigma", help="sigma, pi or an explicit factor C")
-    parser.add_argument("--grid-z", type=int, help="number of z planes of the grid (default: from the init)")
+    parser.add_argument("--grid-z", type=int, help="number of z planes of the grid (default: from the init; "
+                                                   "too few to hold the crystal is an error)")
     parser.add_argument("--device", help="torch device, e.g. cpu or cuda (overrides the config)")
     parser.add_argument("--epochs", type=int, help="maximum epochs (overrides the config)")
     parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint")
@@ -107,6 +108,12 @@ def _initial_object(args: argparse.Namespace, dataset) -> np.ndarray:
                          f"detector frame of {args.dataset}: a detector-frame object must have the data shape "
                          f"{dataset.intensity.shape} (--init-frame grid for a grid-frame object)")
     basis = dataset.geometry.realspace_basis(stored.obj.shape)
+    amp = np.abs(stored.obj)
+    crystal = stored.support if stored.support is not None else amp > 0.1 * amp.max()
+    needed = grid_shape_for(basis, stored.obj.shape, dataset.spacing_m, support=crystal, margin_vox=0)[0]
+    if args.grid_z is not None and args.grid_z < needed:  # a smaller grid would crop the crystal silently
+        raise ValueError(f"--grid-z {args.grid_z} is too small: the initial object's crystal spans {needed} "
+                         f"z planes of {dataset.spacing_m[0] * 1e9:.3g} nm; give at least {needed}, or omit it")
     nz = args.grid_z or grid_shape_for(basis, stored.obj.shape, dataset.spacing_m)[0]
     return detector_to_grid(stored.obj, basis, (nz, rows, cols), dataset.spacing_m)
 

@@ -39,14 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_threads(parser: argparse.ArgumentParser) -> None:
-    """Add ``--threads`` to a command's parser, unless the command defines its own (``run`` reads it
-    into its config); either way ``args.threads`` is an int or None."""
-    try:
-        parser.add_argument("--threads", type=int, metavar="N",
-                            help="torch CPU threads (default: $OMP_NUM_THREADS, else the usable CPUs that other "
-                                 "processes leave idle)")
-    except argparse.ArgumentError:  # the command's own --threads
-        pass
+    """Add ``--threads`` to a command's parser (``args.threads``: an int or None; ``run`` also copies it
+    into its config, where it overrides the TOML's ``threads``)."""
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch CPU threads (default: $OMP_NUM_THREADS, else the usable CPUs that other "
+                             "processes leave idle)")
 
 
 def _configure(args: argparse.Namespace) -> None:

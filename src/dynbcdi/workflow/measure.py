@@ -24,7 +24,7 @@ def terms_state(model: Any, summary: dict[str, Any]) -> dict[str, torch.Tensor]:
 
     summary keys (:meth:`MeasurementModel.summary`): rocking_offset_steps, frame_offsets_steps (N,),
     scale (photons per model unit), frame_scales (N,) relative, background (photons/pixel),
-    blur_sigma_px (2,) (rows, cols) px. Missing keys keep the model's initial values.
+    blur_sigma_px (2,) (rows, cols) px, deadtime_loss_at_ref, deadtime_reference_photons. Missing keys keep the model's initial values.
     """
     state = {k: v.clone() for k, v in model.terms_state_dict().items()}
 
@@ -39,6 +39,8 @@ def terms_state(model: Any, summary: dict[str, Any]) -> dict[str, torch.Tensor]:
     put("scale.log_frame", summary.get("frame_scales"), np.log)
     put("background.photons", summary.get("background"))
     put("blur.var_px2", summary.get("blur_sigma_px"), np.square)
+    put("deadtime.loss_at_ref", summary.get("deadtime_loss_at_ref"))
+    put("deadtime.reference", summary.get("deadtime_reference_photons"))
     return state
 
 

@@ -204,6 +204,7 @@ class PatternsStage:
         return {"report_frames": config.output.report_frames, "model": config.reconstruction.model}
 
     def run(self, ctx: StageContext) -> list[str]:
+        from dynbcdi.reconstruct.pipeline import rocking_step_rad
         from dynbcdi.workflow.measure import expected_photons, ml_scale
         from dynbcdi.workflow.stages import forward_model, terms_summary
 
@@ -217,7 +218,7 @@ class PatternsStage:
         fitted = terms_summary(dyn.metadata) or {"scale": dyn.metadata.get("scale", 1.0)}
         dyn_model = expected_photons(forward_model(ctx.config.reconstruction.model, dataset), dq, dyn.obj,
                                      ctx.config.reconstruction.config, fitted, chunk,
-                                     _step_rad(dataset.geometry.rocking_angles_rad))
+                                     rocking_step_rad(dataset.geometry) or 1.0)
         models = {"kinematic": kin_raw * kin_scale, "dynamical": dyn_model}
         arrays, summary = _pattern_arrays(data, valid, models, ctx.config.output.report_frames)
         summary["scales"] = {"kinematic": kin_scale, "dynamical": float(fitted.get("scale", 1.0))}
@@ -238,11 +239,6 @@ class PatternsStage:
                                    integrated=pick("integrated", ("data", *LABELS)), deviance=pick("deviance"),
                                    floor=pick("floor"), residual=pick("residual"),
                                    summary=json.loads((folder / "patterns.json").read_text()))
-
-
-def _step_rad(angles: np.ndarray) -> float:
-    """Mean rocking step (rad); 1.0 for a single frame (offsets then stay in steps)."""
-    return float(np.mean(np.diff(angles))) if len(angles) > 1 else 1.0
 
 
 def _pattern_arrays(data: np.ndarray, valid: np.ndarray, models: dict[str, np.ndarray],

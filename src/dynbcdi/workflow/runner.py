@@ -21,11 +21,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dynbcdi.devices import resolve_device
 from dynbcdi.workflow.cache import PlannedStage, Stage, StageRecord, execute, plan
 from dynbcdi.workflow.config import RunConfig, as_plain
 from dynbcdi.workflow.products import AnalysisStage, PatternsStage
 from dynbcdi.workflow.report import REPORT_NAME, ReportStage
-from dynbcdi.workflow.stages import DynamicalStage, GridStage, PhaseStage, PrepareStage, check_device
+from dynbcdi.workflow.stages import DynamicalStage, GridStage, PhaseStage, PrepareStage
 
 __all__ = ["LOCK_FILE", "RUN_FILE", "RunSummary", "check_lock", "claim_run_dir", "default_stages", "plan_run",
            "run_lock", "run_workflow"]
@@ -163,7 +164,7 @@ def run_workflow(config: RunConfig, run_dir: str | os.PathLike, *, overwrite: bo
     stages = stages or default_stages()
     configure_threads(choose_threads(config.threads))
     for device in (config.phasing.device, config.reconstruction.config.device):
-        check_device(device)  # before anything is computed or written
+        resolve_device(device)  # before anything is computed or written
     planned = plan(stages, config, run_dir)  # checks input files before touching the folder
     check_lock(run_dir)  # before --overwrite could clean a folder that another run is writing into
     claim_run_dir(run_dir, config, stages, overwrite)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from dynbcdi.devices import resolve_device
 from dynbcdi.workflow.cache import StageContext, file_fingerprint
 from dynbcdi.workflow.config import RunConfig, as_plain
 
@@ -136,7 +137,7 @@ class PhaseStage:
         p = ctx.config.phasing
         recipe = parse_recipe(p.recipe)
         dataset = ctx.input("prepare")
-        check_device(p.device)
+        resolve_device(p.device)
         with _Bar(ctx.progress, recipe.n_iterations * p.starts, "phasing", "it") as bar, InterruptGuard() as guard:
             def progress(info) -> bool:
                 bar.goto(info.start * info.n_iterations + info.iteration,
@@ -234,7 +235,7 @@ class DynamicalStage:
 
         r = ctx.config.reconstruction
         dataset, kin = ctx.input("prepare"), ctx.input("grid").obj
-        check_device(r.config.device)
+        resolve_device(r.config.device)
         model = forward_model(r.model, dataset)
         with _Bar(ctx.progress, r.config.epochs, f"dynamical ({r.model})", "epoch") as bar, \
                 InterruptGuard() as guard:
@@ -265,9 +266,9 @@ def _terms_metadata(result: Any) -> dict[str, Any]:
     """The fitted measurement terms (``terms_<name>``, arrays kept as arrays) and fit statistics (``fit``,
     ``fit_<column>`` per frame) of a ReconstructionResult, for the result file's metadata."""
     meta: dict[str, Any] = {}
-    for key, value in (getattr(result, "terms", None) or {}).items():
+    for key, value in result.terms.items():
         meta[f"terms_{key}"] = np.asarray(value, float) if np.ndim(value) else float(value)
-    fit = getattr(result, "fit", None)
+    fit = result.fit
     if fit is not None:
         meta["fit"] = {k: float(v) for k, v in fit.as_dict().items()}
         meta.update({f"fit_{k}": np.asarray(v, float) for k, v in fit.per_frame.items()})
@@ -286,15 +287,6 @@ def forward_model(kind: str, dataset: Any) -> Any:
 
     cls = TTEModel if kind == "tte" else KinematicModel
     return cls.from_geometry(dataset.geometry, dataset.reflection, dataset.spacing_m)
-
-
-def check_device(device: str) -> None:
-    """One-line error for a CUDA device on a machine without CUDA (before any computation)."""
-    import torch
-
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested, but this machine has no CUDA device "
-                         "(torch.cuda.is_available() is False); use --device cpu")
 
 
 class _Bar:

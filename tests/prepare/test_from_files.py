@@ -94,7 +94,11 @@ def test_plain_array_with_geometry_in_the_source(tmp_path):
     assert prov["corrections"]["bad_pixels_given"] == 1 and prov["corrections"]["seam_rows"] == []
     # without detector_roi the frames' centre pixel is on the nominal kh: 2θ there = δ/γ's 2θ
     full = prepare_dataset(source, ReflectionConfig("Au", (1, 1, 1)), PrepareConfig())
-    assert full.metadata["provenance"]["two_theta"]["measured_deg"] == pytest.approx(34.32, abs=0.01)
+    assert np.degrees(full.geometry.two_theta_rad) == pytest.approx(34.32, abs=0.01)
+    # the 2θ check is made at the Bragg peak's pixel, wherever the crop puts the data's centre
+    cropped_tth = ds.metadata["provenance"]["two_theta"]["measured_deg"]
+    assert cropped_tth == pytest.approx(np.degrees(ds.geometry.two_theta_rad), abs=1e-6)
+    assert full.metadata["provenance"]["two_theta"]["measured_deg"] == pytest.approx(cropped_tth, abs=1e-4)
     with pytest.raises(ValueError, match="rocking_step_deg"):
         prepare_dataset(SourceConfig(beamline="34idc", path=str(tmp_path / "data.npz"), energy_eV=9000.0,
                                      detector_distance_m=0.5, positions_deg=positions),

@@ -76,7 +76,9 @@ def prepare(raw, reflection, cfg: PrepareConfig):
     angles_rad = np.deg2rad(rocking.angles_deg(raw_j) - rocking.angles_deg(zero_j))
     geometry = _geometry(raw, window, rocking.angles_deg(zero_j), angles_rad)
     spacing = _validate_geometry(geometry, intensity.shape)
-    two_theta = _two_theta_report(geometry, reflection)
+    centre = window.raw_position((0, intensity.shape[1] // 2, intensity.shape[2] // 2))
+    peak_offset_m = tuple(raw.pixel_size_m * (p - c) for p, c in zip(peak[1:], centre[1:]))
+    two_theta = _two_theta_report(geometry, reflection, peak_offset_m)
     if np.all(valid_w == valid_w[:1]):
         valid_w = valid_w[0].copy()  # one mask for every frame: keep it 2-D
     intensity = np.where(valid_w, intensity, 0.0)
@@ -247,10 +249,16 @@ def _validate_geometry(geometry, shape: tuple[int, int, int]) -> tuple[float, fl
     return spacing
 
 
-def _two_theta_report(geometry, reflection) -> dict[str, Any]:
+def _two_theta_report(geometry, reflection, peak_offset_m: tuple[float, float]) -> dict[str, Any]:
+    """The 2θ check at the Bragg peak's pixel, ``peak_offset_m`` (along row, along col, m) from the data's
+    centre pixel (the geometry's kh): without a crop centred on the peak the two can be degrees apart."""
     from dynbcdi.beamlines import check_two_theta
 
-    report = check_two_theta(geometry, reflection)
+    khat = geometry.kh / np.linalg.norm(geometry.kh)
+    pixel = (geometry.detector_distance_m * khat + peak_offset_m[0] * geometry.detector_row_dir
+             + peak_offset_m[1] * geometry.detector_col_dir)
+    cos_tth = pixel @ geometry.k0 / (np.linalg.norm(pixel) * np.linalg.norm(geometry.k0))
+    report = check_two_theta(float(np.degrees(np.arccos(np.clip(cos_tth, -1.0, 1.0)))), reflection)
     if report.negligible:
         log.info("2θ check: %s", report.summary())
     else:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from dynbcdi.beamlines.registry import READERS, Beamline, DetectorSpec, get_beamline
+from dynbcdi.io.filecheck import load_npy
 
 __all__ = ["RawScan", "SourceConfig", "read_scan"]
 
@@ -209,10 +210,13 @@ def load_image(path: str, what: str) -> np.ndarray:
                     raise ValueError(f"{p}: no dataset {dataset!r} for the {what} image")
                 image = np.asarray(f[dataset][()], dtype=np.float64)
         elif p.suffix.lower() == ".npy":
-            image = np.load(p).astype(np.float64)
+            image = load_npy(p, f"{what} image")
+            if np.iscomplexobj(image):
+                raise ValueError(f"{p}: the {what} image is complex; a detector image must be real")
+            image = image.astype(np.float64)
         else:
             image = np.asarray(tifffile.imread(p), dtype=np.float64)
-    except (OSError, ValueError, tifffile.TiffFileError) as err:
+    except (OSError, ValueError, EOFError, tifffile.TiffFileError) as err:
         raise ValueError(f"{p}: cannot read the {what} image ({err})") from None
     if image.ndim != 2:
         raise ValueError(f"{p}: the {what} image must be 2-D (rows, cols), got shape {image.shape}")

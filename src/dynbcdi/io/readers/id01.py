@@ -58,7 +58,7 @@ def read(source: SourceConfig) -> RawScan:
             values["monitor"] = read_value(f, f"{group}/measurement/{monitor[0]}", "monitor", where)
     rm = source.rocking_motor or _command_motor(bl, command) or bl.rocking_motor
     nominal = (command["start"], command["step"]) if command else None
-    metadata = {"reader": "id01", "file": str(source.path), "scan": source.scan, "command": command or None,
+    metadata = {"reader": "id01", "file": str(source.path), "scan": source.scan, "command_parsed": command or None,
                 "detector_name": detector}
     return scan_from_parts(bl, source, frames, values, rm, nominal, where, metadata)
 

@@ -2,6 +2,7 @@
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,10 +127,11 @@ def test_output_and_settings_errors(tmp_path, capsys):
 
 
 def test_relative_paths_are_taken_from_the_toml_folder(tmp_path):
-    from dynbcdi.cli.prepare import resolve_paths
+    from dynbcdi.io.readers.base import resolve_source_paths
 
-    out = resolve_paths({"path": "frames", "spec_file": "/abs/x.spec", "scan": 3}, tmp_path)
-    assert out == {"path": str(tmp_path / "frames"), "spec_file": "/abs/x.spec", "scan": 3}
+    out = resolve_source_paths({"path": "frames", "spec_file": "/abs/x.spec", "dark": "~/d.tif", "scan": 3}, tmp_path)
+    assert out == {"path": str((tmp_path / "frames").resolve()), "spec_file": "/abs/x.spec",
+                   "dark": str(Path("~/d.tif").expanduser()), "scan": 3}
 
 
 def test_bad_input_files_are_one_line_errors(tmp_path, capsys):

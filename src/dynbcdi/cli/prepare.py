@@ -19,13 +19,10 @@ before anything is read, and an existing file is replaced only with ``--overwrit
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
 SECTIONS = ("source", "reflection", "prepare")
-#: [source] keys holding file paths (resolved against the TOML file's folder).
-PATH_KEYS = ("path", "spec_file", "dark", "flat", "bad_pixels")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -80,6 +77,7 @@ def check_output(path: Path, overwrite: bool) -> Path:
 def config_tables(config: Path | None, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """The three tables from the TOML file (paths resolved) with the flags laid over them."""
     from dynbcdi.config import load_toml
+    from dynbcdi.io.readers.base import resolve_source_paths
 
     tables: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     if config is not None:
@@ -89,7 +87,7 @@ def config_tables(config: Path | None, args: argparse.Namespace) -> dict[str, di
             if not isinstance(value, dict):
                 raise ValueError(f"{config}: [{name}] must be a table")
             tables[name] = dict(value)
-        tables["source"] = resolve_paths(tables["source"], config.parent)
+        tables["source"] = resolve_source_paths(tables["source"], config.parent)
     flags = {"source": ("beamline", "path", "spec_file", "scan", "data_path", "dark", "flat", "bad_pixels",
                         "detector_roi", "energy_eV", "detector_distance_m", "rocking_step_deg"),
              "reflection": ("material", "hkl"),
@@ -101,15 +99,6 @@ def config_tables(config: Path | None, args: argparse.Namespace) -> dict[str, di
                 tables[section][key] = list(value) if isinstance(value, (list, tuple)) else value
     return tables
 
-
-def resolve_paths(source: dict[str, Any], base: Path) -> dict[str, Any]:
-    """``source`` with its relative file paths (:data:`PATH_KEYS`) taken relative to ``base``."""
-    out = dict(source)
-    for key in PATH_KEYS:
-        value = out.get(key)
-        if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)):
-            out[key] = str(base / value)
-    return out
 
 
 def load_settings(tables: dict[str, dict[str, Any]]):

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dynbcdi.config import deep_merge, from_dict, load_toml
+from dynbcdi.io.readers.base import SOURCE_PATH_KEYS, resolve_source_paths
 
 __all__ = ["OutputSettings", "PhasingSettings", "ReconstructionSettings", "RunConfig", "load_run_config",
            "run_config_from_dict"]
@@ -45,8 +46,6 @@ EXTERNAL_SECTIONS: dict[str, tuple[str, str]] = {
     "prepare": ("dynbcdi.prepare", "PrepareConfig"),
 }
 #: keys of [source] that name files (resolved against the TOML's folder); data_path is inside a file.
-SOURCE_PATH_KEYS = ("path", "spec_file", "dark", "flat", "bad_pixels")
-
 
 @dataclass(frozen=True)
 class PhasingSettings:
@@ -216,7 +215,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     if "dataset" in data:
         data["dataset"] = _resolve(data["dataset"], base)
-    for section, keys in (("source", SOURCE_PATH_KEYS), ("phasing", ("init_file",)), ("output", ("dir",))):
+    if isinstance(data.get("source"), dict):
+        data["source"] = resolve_source_paths(data["source"], base)
+    for section, keys in (("phasing", ("init_file",)), ("output", ("dir",))):
         if isinstance(data.get(section), dict):
             for key in keys:
                 if key in data[section]:

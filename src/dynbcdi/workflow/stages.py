@@ -78,7 +78,7 @@ class PrepareStage:
     def settings(self, config: RunConfig) -> dict[str, Any]:
         if config.dataset is not None:
             return {"dataset": config.dataset, "files": file_fingerprint(config.dataset)}
-        from dynbcdi.workflow.config import SOURCE_PATH_KEYS
+        from dynbcdi.io.readers.base import SOURCE_PATH_KEYS
 
         files = {k: file_fingerprint(_file_part(getattr(config.source, k, None))) for k in SOURCE_PATH_KEYS}
         return {"source": as_plain(config.source), "reflection": as_plain(config.reflection),

@@ -193,6 +193,22 @@ def read_scan(source: SourceConfig) -> RawScan:
 
 
 # ---------------------------------------------------------------------------- helpers shared by the readers
+
+#: [source] keys holding file paths (taken relative to the folder of the TOML file that names them).
+SOURCE_PATH_KEYS = ("path", "spec_file", "dark", "flat", "bad_pixels")
+
+
+def resolve_source_paths(source: dict[str, Any], base: str | Path) -> dict[str, Any]:
+    """A ``[source]`` table with its file paths (:data:`SOURCE_PATH_KEYS`, ``~`` expanded) made absolute
+    relative to ``base`` (the TOML file's folder); other keys unchanged."""
+    out = dict(source)
+    for key in SOURCE_PATH_KEYS:
+        value = out.get(key)
+        if isinstance(value, str) and value:
+            p = Path(value).expanduser()
+            out[key] = str(p if p.is_absolute() else (Path(base) / p).resolve())
+    return out
+
 def load_image(path: str, what: str) -> np.ndarray:
     """A 2-D detector image from a TIFF, .npy or ``file.h5:/dataset`` (float64, file frame)."""
     import h5py

@@ -156,5 +156,5 @@ def print_summary(dataset, path: Path) -> None:
 def two_theta_line(report: dict[str, Any]) -> str:
     """The 2θ report in one line (whatever fields the report carries)."""
     if "summary" in report:
-        return f"{report['summary']} (at the data's centre pixel)"
+        return f"{report['summary']} (at the Bragg peak's pixel)"
     return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in report.items())

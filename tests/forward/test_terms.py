@@ -193,3 +193,18 @@ def test_offset_gradient_through_the_tte_model():
     assert float(model.rocking.global_steps.grad) == pytest.approx(fd, rel=2e-3)
     assert float(model.rocking.frame_steps.grad[idx].sum()) == pytest.approx(fd, rel=2e-3)
     assert not model.rocking.frame_steps.grad[[0, 1, 2]].any()
+
+
+def test_rocking_offsets_global_and_per_frame_are_not_degenerate():
+    """Refined together, the per-frame offsets keep zero mean and the global one takes their mean,
+    so the effective offsets are unchanged by the projection."""
+    dq = torch.linspace(-1.0, 1.0, 5)[:, None] * torch.tensor([0.0, 0.0, 1e6], dtype=torch.float64)
+    term = RockingOffset(dq, options=TermOptions(refine=True), per_frame=True)
+    with torch.no_grad():
+        term.frame_steps.copy_(torch.tensor([0.3, 0.1, 0.2, 0.4, 0.5], dtype=torch.float64))
+    idx = torch.arange(5)
+    before = term.offsets_steps(idx).detach().clone()
+    term.project()
+    assert float(term.frame_steps.detach().mean()) == pytest.approx(0.0, abs=1e-15)
+    assert float(term.global_steps.detach()) == pytest.approx(0.3)
+    torch.testing.assert_close(term.offsets_steps(idx).detach(), before)

@@ -110,6 +110,16 @@ class RockingOffset(Term):
             return dq[idx]
         return dq[idx] + self.offsets_steps(idx)[:, None] * self.dq_per_step[idx]
 
+    @torch.no_grad()
+    def project(self) -> None:
+        """With both offsets refined, keep the per-frame ones at zero mean: their mean and the global
+        offset are one degree of freedom (the mean moves into the global offset)."""
+        opts = self.param_options()
+        if opts["global_steps"].refine and opts["frame_steps"].refine:
+            mean = self.frame_steps.mean()
+            self.frame_steps.sub_(mean)
+            self.global_steps.add_(mean)
+
     @property
     def global_rad(self) -> float:
         """Global offset δθ in rad."""

@@ -139,7 +139,7 @@ def test_id01_errors(tmp_path):
     with pytest.raises(ValueError, match=r"sample\.h5 scan 3\.1: no frames dataset '3\.1/measurement/eiger'"):
         read_scan(SourceConfig(beamline="id01", path=str(tmp_path / "sample.h5"), scan=3, detector="eiger"))
     (tmp_path / "text.h5").write_text("not hdf5")
-    with pytest.raises(ValueError, match=r"text\.h5: not a readable HDF5 file"):
+    with pytest.raises(ValueError, match=r"text\.h5: not an HDF5/CXI file \(no HDF5 signature\), expected a beamline scan file"):
         read_scan(SourceConfig(beamline="id01", path=str(tmp_path / "text.h5"), scan=3))
 
 

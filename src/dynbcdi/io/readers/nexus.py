@@ -9,6 +9,8 @@ be given in ``source.positions_deg`` / ``energy_eV`` / ``detector_distance_m`` /
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import h5py
 import numpy as np
 
 from dynbcdi.beamlines.registry import Beamline
+from dynbcdi.io.filecheck import check_input_file, open_hdf5
 from dynbcdi.io.readers.base import (
     RawScan,
     SourceConfig,
@@ -30,15 +33,12 @@ from dynbcdi.io.readers.base import (
 __all__ = ["open_h5", "read", "read_frames", "read_value", "scan_from_parts"]
 
 
-def open_h5(path: str | Path) -> h5py.File:
-    """Open an HDF5 file read-only; FileNotFoundError / one-line ValueError naming it."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"HDF5 file not found: {p}")
-    try:
-        return h5py.File(p, "r")
-    except OSError as err:
-        raise ValueError(f"{p}: not a readable HDF5 file ({err})") from None
+@contextmanager
+def open_h5(path: str | Path) -> Iterator[h5py.File]:
+    """An HDF5 scan file opened read-only (:func:`dynbcdi.io.filecheck.open_hdf5`): a missing, empty,
+    non-HDF5 or truncated file, also one failing while read inside the block, is a one-line error."""
+    with open_hdf5(check_input_file(path, "beamline scan file"), "beamline scan file") as f:
+        yield f
 
 
 def read_frames(f: h5py.File, path: str, where: str) -> np.ndarray:

@@ -119,15 +119,14 @@ def _initial_object(args: argparse.Namespace, dataset) -> np.ndarray:
 
 
 def _forward_model(args: argparse.Namespace, dataset):
-    from dynbcdi.forward import kinematic, tte
+    from dynbcdi.reconstruct.pipeline import forward_model
 
     pol = args.polarization
     try:
         pol = float(pol)
     except ValueError:
         pass
-    cls = tte.TTEModel if args.model == "tte" else kinematic.KinematicModel
-    return cls.from_geometry(dataset.geometry, dataset.reflection, dataset.spacing_m, polarization=pol)
+    return forward_model(dataset, args.model, pol)
 
 
 def write_history(result: ReconstructionResult, out: Path) -> None:

@@ -286,8 +286,15 @@ def default_config(epochs: int = 60, device: str = "cpu", measured: bool = False
                                                  blur=TermConfig(refine=True, lr_factor=0.1, init=0.3)))
 
 
-def _model(dataset: Any) -> TTEModel:
-    return TTEModel.from_geometry(dataset.geometry, dataset.reflection, dataset.spacing_m)
+def forward_model(dataset: Any, kind: str = "tte", polarization: str | float = "sigma") -> Any:
+    """The ``kind`` ("tte" or "kinematic") forward model of ``dataset`` on its grid frame and voxel
+    (``from_geometry``); ``polarization``: "sigma", "pi" or the factor C."""
+    from dynbcdi.forward.kinematic import KinematicModel
+
+    if kind not in ("tte", "kinematic"):
+        raise ValueError(f"forward model must be 'tte' or 'kinematic', got {kind!r}")
+    cls = TTEModel if kind == "tte" else KinematicModel
+    return cls.from_geometry(dataset.geometry, dataset.reflection, dataset.spacing_m, polarization=polarization)
 
 
 def dynamical_from_kinematic(dataset: Any, kinematic_grid: np.ndarray, config: ReconstructionConfig | None = None,
@@ -305,7 +312,7 @@ def dynamical_from_kinematic(dataset: Any, kinematic_grid: np.ndarray, config: R
     measured = dataset.truth is None
     config = config or default_config(measured=measured)
     start = start or (StartConfig.measured() if measured else StartConfig())
-    model = model or _model(dataset)
+    model = model or forward_model(dataset)
     init = choose_start(dataset, kinematic_grid, config, model=model, start=start)
     return reconstruct(dataset.intensity, dataset.valid, dataset.geometry.dq_grid(), model, init, config,
                        checkpoint_dir=checkpoint_dir, progress=progress, callback=callback,

@@ -204,19 +204,19 @@ class PatternsStage:
         return {"report_frames": config.output.report_frames, "model": config.reconstruction.model}
 
     def run(self, ctx: StageContext) -> list[str]:
-        from dynbcdi.reconstruct.pipeline import rocking_step_rad
+        from dynbcdi.reconstruct.pipeline import forward_model, rocking_step_rad
         from dynbcdi.workflow.measure import expected_photons, ml_scale
-        from dynbcdi.workflow.stages import forward_model, terms_summary
+        from dynbcdi.workflow.stages import terms_summary
 
         dataset, grid, dyn = ctx.input("prepare"), ctx.input("grid"), ctx.input("dynamical")
         chunk = ctx.config.output.pattern_chunk
         valid = np.broadcast_to(dataset.valid, dataset.intensity.shape)
         data = np.where(valid, dataset.intensity, 0.0)
         dq = dataset.geometry.dq_grid()
-        kin_raw = expected_patterns(forward_model("kinematic", dataset), grid.obj, dq, chunk)
+        kin_raw = expected_patterns(forward_model(dataset, "kinematic"), grid.obj, dq, chunk)
         kin_scale = ml_scale(data, kin_raw, valid)
         fitted = terms_summary(dyn.metadata) or {"scale": dyn.metadata.get("scale", 1.0)}
-        dyn_model = expected_photons(forward_model(ctx.config.reconstruction.model, dataset), dq, dyn.obj,
+        dyn_model = expected_photons(forward_model(dataset, ctx.config.reconstruction.model), dq, dyn.obj,
                                      ctx.config.reconstruction.config, fitted, chunk,
                                      rocking_step_rad(dataset.geometry) or 1.0)
         models = {"kinematic": kin_raw * kin_scale, "dynamical": dyn_model}

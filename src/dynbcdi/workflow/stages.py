@@ -231,12 +231,12 @@ class DynamicalStage:
 
     def run(self, ctx: StageContext) -> list[str]:
         from dynbcdi.io import save_result
-        from dynbcdi.reconstruct.pipeline import dynamical_from_kinematic
+        from dynbcdi.reconstruct.pipeline import dynamical_from_kinematic, forward_model
 
         r = ctx.config.reconstruction
         dataset, kin = ctx.input("prepare"), ctx.input("grid").obj
         resolve_device(r.config.device)
-        model = forward_model(r.model, dataset)
+        model = forward_model(dataset, r.model)
         with _Bar(ctx.progress, r.config.epochs, f"dynamical ({r.model})", "epoch") as bar, \
                 InterruptGuard() as guard:
             def progress(record) -> None:
@@ -278,15 +278,6 @@ def _terms_metadata(result: Any) -> dict[str, Any]:
 def terms_summary(metadata: dict[str, Any]) -> dict[str, Any]:
     """The fitted terms stored by :func:`_terms_metadata`, keys as :meth:`MeasurementModel.summary`."""
     return {k.removeprefix("terms_"): v for k, v in metadata.items() if k.startswith("terms_")}
-
-
-def forward_model(kind: str, dataset: Any) -> Any:
-    """The σ-polarised TTE or kinematic model of ``dataset`` on its grid (``from_geometry``)."""
-    from dynbcdi.forward.kinematic import KinematicModel
-    from dynbcdi.forward.tte import TTEModel
-
-    cls = TTEModel if kind == "tte" else KinematicModel
-    return cls.from_geometry(dataset.geometry, dataset.reflection, dataset.spacing_m)
 
 
 class _Bar:

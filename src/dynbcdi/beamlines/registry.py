@@ -17,7 +17,6 @@ detector angles, so the geometry follows every crop exactly (``centre_offset_m``
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -277,17 +276,13 @@ def get_beamline(name: str | Beamline) -> Beamline:
 
 # ---------------------------------------------------------------------------- TOML round trip
 def beamline_to_dict(beamline: Beamline) -> dict[str, Any]:
-    """The entry as nested plain dicts/lists (the TOML layout of :func:`load_beamline`)."""
-    def plain(v: Any) -> Any:
-        if isinstance(v, (tuple, list)):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v
-    d = {f.name: getattr(beamline, f.name) for f in dataclasses.fields(beamline)}
-    d["diffractometer"] = plain(dataclasses.asdict(beamline.diffractometer))
-    d["detector"] = {k: plain(v) for k, v in dataclasses.asdict(beamline.detector).items() if v is not None}
-    return plain(d)
+    """The entry as nested plain dicts/lists (the TOML layout of :func:`load_beamline`; TOML has no
+    None, so unset detector fields are left out)."""
+    from dynbcdi.provenance import as_plain
+
+    d = as_plain(beamline)
+    d["detector"] = {k: v for k, v in d["detector"].items() if v is not None}
+    return d
 
 
 def beamline_from_dict(data: Mapping[str, Any], where: str = "beamline") -> Beamline:

@@ -16,7 +16,6 @@ Coordinates used by the options (all integer indices, half-open intervals ``[sta
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -164,16 +163,7 @@ def _check_fraction(value: float, name: str) -> None:
 
 
 def config_summary(cfg: Any) -> dict[str, Any]:
-    """Every field of a config dataclass as JSON-able values (tuples → lists, paths → str)."""
-    import dataclasses
+    """Every field of a config dataclass as JSON-able values (:func:`dynbcdi.provenance.as_plain`)."""
+    from dynbcdi.provenance import as_plain
 
-    def plain(v: Any) -> Any:
-        if isinstance(v, (tuple, list)):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {str(k): plain(x) for k, x in v.items()}
-        if isinstance(v, os.PathLike):
-            return os.fspath(v)
-        return v
-
-    return {f.name: plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    return as_plain(cfg)

@@ -24,6 +24,7 @@ from dynbcdi.prepare import corrections as corr
 from dynbcdi.prepare.config import PrepareConfig, ReflectionConfig, config_summary, reflection_from_config
 from dynbcdi.prepare.rocking import RockingReport, uniform_rocking_angles
 from dynbcdi.prepare.window import Window, bin_stack, extract, find_peak, plan_window
+from dynbcdi.provenance import as_plain, library_versions
 
 __all__ = ["prepare", "prepare_dataset"]
 
@@ -263,38 +264,7 @@ def _two_theta_report(geometry, reflection, peak_offset_m: tuple[float, float]) 
         log.info("2θ check: %s", report.summary())
     else:
         log.warning("2θ check: %s", report.summary())
-    return {**_plain(report), "summary": report.summary()}
-
-
-def _plain(obj: Any) -> Any:
-    """A report dataclass (or value) as JSON-able values."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(obj):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    import dynbcdi
-
-    out = {"dynbcdi": dynbcdi.__version__}
-    for name in ("numpy", "scipy", "torch", "xrayutilities", "h5py", "tifffile"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "absent"
-    return out
+    return {**as_plain(report), "summary": report.summary()}
 
 
 def _provenance(raw, cfg, reflection, report, window: Window, first: int, peak, rocking: RockingReport,
@@ -306,9 +276,9 @@ def _provenance(raw, cfg, reflection, report, window: Window, first: int, peak, 
     window_raw = window.as_dict()
     window_raw["start"][0] += first
     window_raw["stop"][0] += first
-    return _plain({
+    return as_plain({
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": _versions(),
+        "versions": library_versions(),
         "beamline": raw.beamline,
         "raw": {"shape": list(raw.frames.shape), "energy_eV": raw.energy_eV,
                 "detector_distance_m": raw.detector_distance_m, "pixel_size_m": raw.pixel_size_m,

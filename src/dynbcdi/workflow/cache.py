@@ -19,7 +19,6 @@ rounding, on any device).
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -30,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from dynbcdi.workflow.config import RunConfig, as_plain
+from dynbcdi.provenance import as_plain
+from dynbcdi.provenance import library_versions as versions
+from dynbcdi.workflow.config import RunConfig
 
 __all__ = ["MANIFEST", "PlannedStage", "Stage", "StageContext", "StageRecord", "execute", "file_fingerprint",
            "plan", "read_manifest", "settings_key", "versions"]
@@ -138,23 +139,6 @@ def file_fingerprint(path: str | os.PathLike | None) -> Any:
     files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
     return [[os.fspath(q.relative_to(p) if p.is_dir() else q.name), q.stat().st_size, q.stat().st_mtime_ns]
             for q in files]
-
-
-def versions() -> dict[str, str]:
-    """Versions of dynbcdi and the libraries that shape the numbers (for manifests and the report)."""
-    import platform
-
-    out = {"python": platform.python_version()}
-    for dist in ("dynbcdi", "torch", "numpy", "scipy", "xrayutilities", "h5py", "matplotlib"):
-        try:
-            out[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            out[dist] = "not installed"
-    if out["dynbcdi"] == "not installed":  # run from a source tree without installation
-        import dynbcdi
-
-        out["dynbcdi"] = getattr(dynbcdi, "__version__", "unknown")
-    return out
 
 
 def read_manifest(folder: Path) -> StageRecord | None:

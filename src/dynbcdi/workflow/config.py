@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dynbcdi.config import deep_merge, from_dict, load_toml
-from dynbcdi.io.readers.base import SOURCE_PATH_KEYS, resolve_source_paths
+from dynbcdi.provenance import as_plain
+from dynbcdi.io.readers.base import resolve_source_paths
 
 __all__ = ["OutputSettings", "PhasingSettings", "ReconstructionSettings", "RunConfig", "load_run_config",
            "run_config_from_dict"]
@@ -155,21 +156,6 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict of every setting (for the report, the manifests and the cache keys)."""
         return as_plain(self)
-
-
-def as_plain(value: Any) -> Any:
-    """Dataclasses → dicts, tuples → lists, paths → strings, recursively (JSON-able)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: as_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(k): as_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [as_plain(v) for v in value]
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return value.tolist()
-    return value
 
 
 def _reconstruction(data: dict[str, Any]) -> ReconstructionSettings:

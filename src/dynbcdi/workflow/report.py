@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from dynbcdi.workflow.cache import StageContext, read_manifest, versions
-from dynbcdi.workflow.config import RunConfig, as_plain
+from dynbcdi.provenance import as_plain
+from dynbcdi.workflow.config import RunConfig
 
 __all__ = ["REPORT_NAME", "ReportStage", "SECTIONS", "two_theta_check"]
 
@@ -104,7 +105,7 @@ def build_sections(ctx: StageContext, figures_dir: Path) -> dict[str, str]:
            for name in ("frames", "rocking_curves", "deviance", "residuals", "complex_slices", "strain",
                         "crystal_isosurface", "diffraction_isosurface", "convergence")}
     triples = {k: (ana.phase[k], ana.displacement_m[k] * 1e12, ana.strain[k]) for k in ana.phase}
-    history = {f"phasing: Fourier error (per iteration)": phased.history.get("error", [])}
+    history = {"phasing: Fourier error (per iteration)": phased.history.get("error", [])}
     history["dynamical: loss (per epoch)"] = dyn.history.get("loss", [])
     return {
         "summary": _summary(ctx, dataset, ana, pat, dyn),

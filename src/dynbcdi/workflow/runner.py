@@ -23,7 +23,8 @@ from pathlib import Path
 
 from dynbcdi.devices import resolve_device
 from dynbcdi.workflow.cache import PlannedStage, Stage, StageRecord, execute, plan
-from dynbcdi.workflow.config import RunConfig, as_plain
+from dynbcdi.provenance import as_plain
+from dynbcdi.workflow.config import RunConfig
 from dynbcdi.workflow.products import AnalysisStage, PatternsStage
 from dynbcdi.workflow.report import REPORT_NAME, ReportStage
 from dynbcdi.workflow.stages import DynamicalStage, GridStage, PhaseStage, PrepareStage

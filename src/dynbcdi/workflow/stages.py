@@ -26,7 +26,8 @@ import numpy as np
 
 from dynbcdi.devices import resolve_device
 from dynbcdi.workflow.cache import StageContext, file_fingerprint
-from dynbcdi.workflow.config import RunConfig, as_plain
+from dynbcdi.provenance import as_plain
+from dynbcdi.workflow.config import RunConfig
 
 __all__ = ["DynamicalStage", "GridStage", "InterruptGuard", "PhaseStage", "PrepareStage"]
 

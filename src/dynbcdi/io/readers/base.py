@@ -285,6 +285,16 @@ def natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
+def rocking_motor_of(bl: Beamline, source: SourceConfig, command: dict[str, Any] | None) -> str:
+    """The canonical sample circle the scan rocks: ``source.rocking_motor`` if given, else the one
+    whose file name is the motor of the parsed scan ``command``, else the beamline's default."""
+    if source.rocking_motor is not None:
+        return source.rocking_motor
+    motor = (command or {}).get("motor")
+    return next((name for name in bl.diffractometer.sample_names
+                 if motor is not None and lookup({motor: 0}, bl.motors[name])), bl.rocking_motor)
+
+
 def lookup(values: dict[str, Any], aliases: tuple[str, ...]) -> tuple[str, Any] | None:
     """(file name, value) of the first alias present in ``values`` (case-insensitive), else None."""
     lower = {k.lower(): k for k in values}

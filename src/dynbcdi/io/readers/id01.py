@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dynbcdi.io.readers.base import RawScan, SourceConfig, lookup
+from dynbcdi.io.readers.base import RawScan, SourceConfig, lookup, rocking_motor_of
 from dynbcdi.io.readers.nexus import open_h5, read_frames, read_value, scan_from_parts
 from dynbcdi.io.readers.spec_tiff import parse_scan_command
 
@@ -56,13 +56,8 @@ def read(source: SourceConfig) -> RawScan:
         monitor = lookup(counters, bl.monitor) if bl.monitor else None
         if monitor is not None:
             values["monitor"] = read_value(f, f"{group}/measurement/{monitor[0]}", "monitor", where)
-    rm = source.rocking_motor or _command_motor(bl, command) or bl.rocking_motor
+    rm = rocking_motor_of(bl, source, command)
     nominal = (command["start"], command["step"]) if command else None
     metadata = {"reader": "id01", "file": str(source.path), "scan": source.scan, "command_parsed": command or None,
                 "detector_name": detector}
     return scan_from_parts(bl, source, frames, values, rm, nominal, where, metadata)
-
-
-def _command_motor(bl, command: dict[str, Any]) -> str | None:
-    motor = command.get("motor")
-    return next((n for n in bl.diffractometer.sample_names if motor and lookup({motor: 0}, bl.motors[n])), None)

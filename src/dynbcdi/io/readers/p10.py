@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from dynbcdi.io.readers.base import RawScan, SourceConfig, lookup
+from dynbcdi.io.readers.base import RawScan, SourceConfig, lookup, rocking_motor_of
 from dynbcdi.io.readers.nexus import open_h5, read_frames, scan_from_parts
 from dynbcdi.io.readers.spec_tiff import parse_scan_command
 
@@ -90,9 +90,7 @@ def read(source: SourceConfig) -> RawScan:
         hit = lookup(params, aliases)
         if hit is not None:
             values[name] = hit[1]
-    rm = source.rocking_motor or next(
-        (n for n in bl.diffractometer.sample_names if command and lookup({command["motor"]: 0}, bl.motors[n])),
-        bl.rocking_motor)
+    rm = rocking_motor_of(bl, source, command)
     column = lookup(columns, bl.motors[rm])
     if column is not None:
         values[rm] = column[1]

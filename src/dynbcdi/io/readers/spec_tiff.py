@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from dynbcdi.beamlines.registry import Beamline
 from dynbcdi.io.readers.base import (
     RawScan,
     SourceConfig,
@@ -34,6 +33,7 @@ from dynbcdi.io.readers.base import (
     load_image,
     lookup,
     natural_key,
+    rocking_motor_of,
     rocking_positions,
     scalar_quantity,
 )
@@ -124,16 +124,6 @@ def _spec_roi(spec: SpecScan) -> tuple[int, int, int, int] | None:
     return (min_y, min_y + size_y, min_x, min_x + size_x)
 
 
-def _rocking_motor(bl: Beamline, source: SourceConfig, command: dict[str, Any]) -> str:
-    if source.rocking_motor is not None:
-        return source.rocking_motor
-    mnemonic = command.get("motor")
-    for name in bl.diffractometer.sample_names:
-        if mnemonic is not None and lookup({mnemonic: 0}, bl.motors[name]):
-            return name
-    return bl.rocking_motor
-
-
 def read(source: SourceConfig) -> RawScan:
     """Read a 34-ID-C-style scan (``source.path`` = TIFF folder, ``source.spec_file`` + ``source.scan``)."""
     bl = source.beamline_entry
@@ -148,7 +138,7 @@ def read(source: SourceConfig) -> RawScan:
         spec = read_spec_scan(source.spec_file, source.scan)
     where = f"{spec.path} scan {spec.number}" if spec else str(folder)
     command = parse_scan_command(spec.command) if spec else {}
-    rm = _rocking_motor(bl, source, command)
+    rm = rocking_motor_of(bl, source, command)
     column = lookup(spec.columns, bl.motors[rm]) if spec else None
     nominal = (command["start"], command["step"]) if command else None
     rocking, how = rocking_positions(source, rm, n, column[1] if column else None, nominal, where)

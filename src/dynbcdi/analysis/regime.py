@@ -240,7 +240,7 @@ def _peak_ramp(O: np.ndarray, support: np.ndarray, d_m: float) -> np.ndarray:
 
     Start at the maximum of a 4× zero-padded FFT, then L-BFGS on the exact |F(g)|²."""
     pad = [4 * n for n in O.shape]
-    spec = np.abs(np.fft.fftn(np.where(support, O, 0), s=pad))
+    spec = np.abs(np.fft.fftn(np.where(support, O, 0), s=pad, axes=(0, 1, 2)))
     peak = np.unravel_index(int(np.argmax(spec)), spec.shape)
     g0 = np.array([2 * np.pi * np.fft.fftfreq(n, d_m)[i] for n, i in zip(pad, peak)])[::-1]
     x, y, z = (np.broadcast_to(c, O.shape)[support] for c in _centres(O.shape, (d_m,) * 3))
@@ -382,7 +382,7 @@ def reference_geometry(reflection) -> BraggGeometry:
 
 
 def cube_support(material: str, hkl: Sequence[int], edge_m: float, geometry: BraggGeometry,
-                 points: int = 48, lattice_a_m: float | None = None, lattice_c_m: float | None = None
+                 points: int = 96, lattice_a_m: float | None = None, lattice_c_m: float | None = None
                  ) -> tuple[np.ndarray, tuple[float, float, float]]:
     """A cube of edge ``edge_m`` (m) with faces ⟂ the crystal axes a, b, c (the paper's Au cube: one
     face ⟂ h for (h00)), on ``points``³ voxels of the default grid frame of ``geometry``.

@@ -1,6 +1,9 @@
 """`dynbcdi info`: print the two-beam constants of a reflection as a table (like X0h's page).
 
 Example: ``dynbcdi info --material Au --hkl 2 0 0 --energy 8keV --lattice-a 4.07A``.
+With ``--size-um 1.0`` (a cube) or ``--support mask.npy --voxel-nm 10`` it also prints the regime
+diagnosis (:mod:`dynbcdi.analysis.regime`): does a crystal of that size and shape need the
+dynamical model?
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ import argparse
 import math
 import re
 import unicodedata
+from pathlib import Path
 
 from dynbcdi.materials import BUILTIN_MATERIALS, ROOM_TEMPERATURE_K, ReflectionConstants, reflection_constants
 
@@ -63,6 +67,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help=f"Debye-Waller temperature in K (default {ROOM_TEMPERATURE_K})",
     )
     parser.add_argument("--static", action="store_true", help="no Debye-Waller factor (static lattice)")
+    regime = parser.add_argument_group(
+        "regime diagnosis", "thickness / extinction and absorption lengths, refraction shift and the phase error "
+        "a kinematic reconstruction would show (coarse TTE simulation, < 1 s), with a verdict")
+    shape = regime.add_mutually_exclusive_group()
+    shape.add_argument("--size-um", type=float, metavar="EDGE",
+                       help="a cube of this edge in µm, faces ⟂ the crystal axes (one ⟂ h for (h00))")
+    shape.add_argument("--support", type=Path, metavar="MASK.npy",
+                       help="crystal support, (z, y, x) .npy mask on the grid frame (z ∥ kh, x in the "
+                            "horizontal scattering plane, as dynbcdi simulate's grid)")
+    regime.add_argument("--voxel-nm", type=float, nargs="+", metavar="D",
+                        help="voxel size of --support in nm: one value (cubic) or three (dz dy dx)")
+    regime.add_argument("--threshold-rad", type=float, default=None,
+                        help="phase-error criterion of the verdict (default 0.1 rad)")
     parser.set_defaults(func=run)
     return parser
 
@@ -114,5 +131,54 @@ def run(args: argparse.Namespace) -> int:
         lattice_c_m=parse_length_m(args.lattice_c) if args.lattice_c else None,
         temperature_K=None if args.static else args.temperature,
     )
+    shape = _regime_shape(args)  # checked before any printing
     print(format_table(reflection))
+    if shape is not None:
+        print()
+        print(_regime_report(args, reflection, shape))
     return 0
+
+
+def _regime_shape(args: argparse.Namespace) -> tuple[str, object] | None:
+    """("cube", edge m) or ("mask", (support, spacing m)) from the options, or None; ValueError
+    for a bad size, missing or malformed mask or voxel size."""
+    if args.voxel_nm is not None and args.support is None:
+        raise ValueError("--voxel-nm needs --support")
+    if args.threshold_rad is not None and not (math.isfinite(args.threshold_rad) and args.threshold_rad > 0):
+        raise ValueError(f"--threshold-rad must be > 0, got {args.threshold_rad}")
+    if args.size_um is not None:
+        if not (math.isfinite(args.size_um) and args.size_um > 0):
+            raise ValueError(f"--size-um must be a positive edge length in µm, got {args.size_um}")
+        return "cube", args.size_um * 1e-6
+    if args.support is None:
+        return None
+    if args.voxel_nm is None or len(args.voxel_nm) not in (1, 3):
+        raise ValueError("--support needs --voxel-nm with one value (cubic voxels) or three (dz dy dx)")
+    if not all(math.isfinite(v) and v > 0 for v in args.voxel_nm):
+        raise ValueError(f"--voxel-nm must be positive, got {args.voxel_nm}")
+    spacing = tuple(v * 1e-9 for v in (args.voxel_nm * 3 if len(args.voxel_nm) == 1 else args.voxel_nm))
+    from dynbcdi.io.filecheck import check_input_file, load_npy
+
+    support = load_npy(check_input_file(args.support, "support mask (.npy)"), "support mask (.npy)")
+    if support.ndim != 3:
+        raise ValueError(f"{args.support}: the support must be a 3-D (z, y, x) array, got shape "
+                         f"{getattr(support, 'shape', None)}")
+    return "mask", (support, spacing)
+
+
+def _regime_report(args: argparse.Namespace, reflection: ReflectionConstants, shape: tuple[str, object]) -> str:
+    from dynbcdi.analysis.regime import DEFAULT_THRESHOLD_RAD, cube_support, diagnose_regime, reference_geometry
+
+    geometry = reference_geometry(reflection)
+    kind, value = shape
+    if kind == "cube":
+        support, spacing = cube_support(args.material, reflection.hkl, float(value), geometry,
+                                        lattice_a_m=parse_length_m(args.lattice_a) if args.lattice_a else None,
+                                        lattice_c_m=parse_length_m(args.lattice_c) if args.lattice_c else None)
+        what = f"a {float(value) * 1e6:g} µm cube"
+    else:
+        support, spacing = value  # type: ignore[misc]
+        what = f"the support {args.support}"
+    threshold = DEFAULT_THRESHOLD_RAD if args.threshold_rad is None else args.threshold_rad
+    diagnosis = diagnose_regime(support, spacing, geometry, reflection, threshold_rad=threshold)
+    return f"regime diagnosis for {what} (σ polarization, generic horizontal geometry, grid z ∥ kh)\n" + diagnosis.report()

@@ -55,6 +55,36 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
+def format_presets() -> str:
+    """Plain-text list of the presets: per preset its name, reflection, crystal, scan and purpose."""
+    import textwrap
+
+    from dynbcdi.simulate.presets import CPU_SIZES, PRESET_PURPOSE, PRESETS, preset
+
+    blocks = []
+    for name in PRESETS:
+        c = preset(name)
+        r, g, x = c.reflection, c.geometry, c.crystal
+        lattice = f", a = {r.lattice_a_m * 1e10:g} Å" if r.lattice_a_m else ""
+        size = " × ".join(f"{v * 1e6:g}" for v in x.size_m) + " µm" if x.size_m else "from a mask"
+        edges = f", {x.smooth_m * 1e9:g} nm smooth edges" if x.smooth_m else ""
+        angles = g.rocking_angles_deg()
+        where = "generic horizontal geometry" if g.kind == "generic" else f"APS 34-ID-C geometry, gamma {g.gamma_deg:g}°"
+        lines = [
+            name,
+            f"  reflection  {r.material} ({' '.join(map(str, r.hkl))}) at {r.energy_eV / 1e3:g} keV{lattice}",
+            f"  crystal     {x.shape}, {size}{edges}",
+            f"  scan        {len(angles)} angles, {angles[0]:+g}° … {angles[-1]:+g}°; detector "
+            f"{g.detector_shape[0]} × {g.detector_shape[1]} × {g.pixel_size_m * 1e6:g} µm at {g.distance_m:g} m; "
+            f"{where}",
+            f"  grid        {g.detector_shape[1]} points per direction (CPU default {CPU_SIZES[name]}, --size)",
+        ]
+        lines += textwrap.wrap(PRESET_PURPOSE[name], width=100, initial_indent="  for         ",
+                               subsequent_indent=" " * 14)
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 def _config(args: argparse.Namespace):
     from dynbcdi.simulate.config import load_config
     from dynbcdi.simulate.presets import CPU_SIZES, resize, sized_preset
@@ -105,10 +135,7 @@ def run(args: argparse.Namespace) -> int:
     from dynbcdi.simulate.presets import PRESETS
 
     if args.list_presets:
-        from dynbcdi.simulate.presets import __doc__ as doc
-
-        print(doc)
-        print("available:", ", ".join(sorted(PRESETS)))
+        print(format_presets())
         return 0
     from dynbcdi.devices import resolve_device
     from dynbcdi.io.filecheck import check_output_path

@@ -31,21 +31,21 @@ since the absolute Bragg angle of a measured scan is not known to the kinematic 
 inversion of the TTE without the back-coupling χh̄ (:class:`~dynbcdi.forward.kinematic.RefractionKinematicModel`)
 gives the part due to refraction and absorption alone.
 
-The inversion of the TTE patterns *relative to* those of the refraction-only model,
-arg(O·Ō_refr), is the part that no refraction/absorption correction of a kinematic result (such as
-bcdi's optical-path correction) removes: extinction and multiple scattering.
+The phase of the TTE inversion *relative to* that of the refraction-only model, arg(O·Ō_refr),
+is the part that no refraction/absorption correction of a kinematic result (an optical-path
+correction computed on its support) removes: extinction and multiple scattering.
 
 Criterion (``threshold_rad``, default 0.1 rad, ≈ 3 pm of displacement along h for Au (200)):
 "kinematic is enough" when the predicted kinematic phase error (Bragg peak centred) is below it,
 else "dynamical needed". For Au (200) cubes at 9 keV (t_B = 260 nm) the error grows about linearly
-with the edge (0.067 rad at 0.15 µm, 0.13 rad at 0.3 µm, 0.33 rad at 1 µm), so the default
-threshold is crossed near 0.23 µm ≈ 0.9 t_B: the textbook rule "dynamical effects matter once the
+with the edge (0.065 rad at 0.15 µm, 0.125 rad at 0.3 µm, 0.32 rad at 1 µm), so the default
+threshold is crossed near 0.24 µm ≈ 0.9 t_B: the textbook rule "dynamical effects matter once the
 crystal is about one extinction length thick", now with a number for the user's own shape. The
 threshold is the user's choice: the dynamical reconstructions of this project aim at ≤ 0.05 rad
 (issue 12), and at that level a 0.15 µm Au cube already needs a refraction correction. Up to
 ~1 µm almost all of the error of a cube with a face ⟂ h is refraction: most of it is lit through
 the side faces in Laue geometry, where the relevant coupling length is the Laue Pendellösung
-distance (≈ 1.9 µm), not t_B (docs/PHYSICS.md §Regime diagnosis).
+distance (2.3 µm at 9 keV), not t_B (docs/PHYSICS.md §Regime diagnosis).
 """
 
 from __future__ import annotations
@@ -283,7 +283,8 @@ def refraction_shift_of_mask(support: np.ndarray, d_m: float, k0: np.ndarray, h:
     unit, all grid frame (x, y, z). Each voxel is lit through the surface point where its backward
     ray −k̂0 leaves the mask (marched in 0.25-voxel steps); the inward normal there is the gradient
     of the mask smoothed by a 1-voxel Gaussian. The shift of that face,
-    Δθ = −δ0 (n̂·h)/(k0·(â × h)) with δ0 = k Re χ0/(2γ0) (:func:`dynbcdi.simulate.refraction.face_shift_rad`),
+    Δθ = −δ0 (n̂·h)/(k0·(â × h)) with δ0 = k Re χ0/(2γ0)
+    (:func:`dynbcdi.simulate.refraction.face_shift_rad`),
     is averaged over the voxels. Voxels whose entrance face is grazing (γ0 < 0.05, only at edges of
     a voxelised surface) are left out: the formula diverges there while their share of the
     intensity does not.

@@ -181,4 +181,5 @@ def _regime_report(args: argparse.Namespace, reflection: ReflectionConstants, sh
         what = f"the support {args.support}"
     threshold = DEFAULT_THRESHOLD_RAD if args.threshold_rad is None else args.threshold_rad
     diagnosis = diagnose_regime(support, spacing, geometry, reflection, threshold_rad=threshold)
-    return f"regime diagnosis for {what} (σ polarization, generic horizontal geometry, grid z ∥ kh)\n" + diagnosis.report()
+    title = f"regime diagnosis for {what} (σ polarization, generic horizontal geometry, grid z ∥ kh)"
+    return title + "\n" + diagnosis.report()

@@ -69,7 +69,8 @@ def format_presets() -> str:
         size = " × ".join(f"{v * 1e6:g}" for v in x.size_m) + " µm" if x.size_m else "from a mask"
         edges = f", {x.smooth_m * 1e9:g} nm smooth edges" if x.smooth_m else ""
         angles = g.rocking_angles_deg()
-        where = "generic horizontal geometry" if g.kind == "generic" else f"APS 34-ID-C geometry, gamma {g.gamma_deg:g}°"
+        where = ("generic horizontal geometry" if g.kind == "generic"
+                 else f"APS 34-ID-C geometry, gamma {g.gamma_deg:g}°")
         lines = [
             name,
             f"  reflection  {r.material} ({' '.join(map(str, r.hkl))}) at {r.energy_eV / 1e3:g} keV{lattice}",

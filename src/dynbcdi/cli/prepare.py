@@ -150,6 +150,9 @@ def print_summary(dataset, path: Path) -> None:
     print(f"  2θ check: {two_theta_line(prov['two_theta'])}")
     sp = dataset.spacing_m
     print(f"  grid voxel (dz, dy, dx) = ({sp[0] * 1e9:.2f}, {sp[1] * 1e9:.2f}, {sp[2] * 1e9:.2f}) nm")
+    from dynbcdi.workflow.regime import lengths_line
+
+    print(f"  {lengths_line(dataset.reflection)}")
     print(f"  written {path}")
 
 

@@ -4,7 +4,7 @@ Example::
 
     dynbcdi run examples/aps34idc-scan54.toml --out scan54-run
 
-Stages: prepare → phase → grid → dynamical → analysis → patterns → report (``dynbcdi.workflow``).
+Stages: prepare → phase → grid → regime → dynamical → analysis → patterns → report (``dynbcdi.workflow``).
 Each keeps its result in ``OUT/<stage>/``; running again after editing the TOML reruns only the
 stages whose settings or inputs changed. Relative paths in the TOML are taken from the TOML's own
 folder. Ctrl-C keeps every finished stage. Another measurement's results in OUT are never replaced
@@ -89,6 +89,11 @@ def run(args: argparse.Namespace) -> int:
               f"`dynbcdi run {args.config}`")
         return EXIT_INTERRUPTED
     print("\n" + summary.table())
+    from dynbcdi.workflow.regime import verdict_line
+
+    regime = verdict_line(out)
+    if regime is not None:
+        print("\n" + regime)
     print(f"\ntotal {summary.wall_s:.0f} s; run folder {out.resolve()}")
     print(f"report: {os.fspath(summary.report.resolve())}")
     return 0

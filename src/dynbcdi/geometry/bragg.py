@@ -8,7 +8,7 @@ xrayutilities ``QConversion``): +z along the incident beam, +y vertical up, +x h
 completing the right-handed frame (x = y × z, to the left seen along the beam); see
 :mod:`dynbcdi.geometry.beamlines`.
 
-*Grid frame* (``../shared/design/PHYSICS.md``): right-handed orthonormal (x̂, ŷ, ẑ), by default
+*Grid frame* (``docs/PHYSICS.md``): right-handed orthonormal (x̂, ŷ, ẑ), by default
 ẑ ∥ kh (the detector normal), x̂ = detector column direction, ŷ = detector row direction, so that
 ``intensity[j, row, col]`` has row ↔ y and col ↔ x. Any ẑ with k0·ẑ > 0 and kh·ẑ > 0 is
 accepted. :class:`BraggGeometry` insists that the detector vectors satisfy

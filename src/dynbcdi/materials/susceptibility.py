@@ -1,6 +1,6 @@
 """Susceptibilities and characteristic lengths of one Bragg reflection.
 
-Sign and Fourier convention (``../shared/design/PHYSICS.md``): fields ∝ e^{+i(k·r − ωt)},
+Sign and Fourier convention (``docs/PHYSICS.md``): fields ∝ e^{+i(k·r − ωt)},
 ε(r) = 1 + χ(r), χ(r) = Σ_g χ_g e^{+i g·r}, absorption ⇔ Im χ0 > 0, and Re χ0 < 0. With
 xrayutilities' structure factor F(q) = Σ_j f_j(q, E) e^{−i q·r_j} (f = f0 + f' + i f'', f'' > 0)
 this convention reads

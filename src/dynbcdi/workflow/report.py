@@ -1,6 +1,6 @@
 """The run report: one self-contained HTML file (figures embedded as base64 PNG, no external files).
 
-Sections (HTML ids): ``summary``, ``data-vs-model``, ``rocking-curves``, ``deviance``, ``residuals``,
+Sections (HTML ids): ``summary``, ``regime``, ``data-vs-model``, ``rocking-curves``, ``deviance``, ``residuals``,
 ``complex-slices``, ``strain``, ``isosurfaces``, ``diffraction``, ``convergence``, ``two-theta``,
 ``timings``, ``settings``, ``versions``, ``provenance``. The PNG files are also written next to it
 (``figures/*.png``) for papers and slides.
@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 REPORT_NAME = "report.html"
 #: (id, title) of every section, in order.
-SECTIONS = (("summary", "Summary"), ("data-vs-model", "Data and models, selected frames (log scale)"),
+SECTIONS = (("summary", "Summary"), ("regime", "Regime diagnosis: is kinematic phasing enough?"),
+            ("data-vs-model", "Data and models, selected frames (log scale)"),
             ("rocking-curves", "Rocking curves"), ("deviance", "Poisson deviance per frame"),
             ("residuals", "Residual maps"), ("complex-slices", "Complex crystal function, central slices"),
             ("strain", "Phase, displacement and strain"), ("isosurfaces", "Isosurfaces"),
@@ -48,8 +49,8 @@ text-align:left;vertical-align:top}th{background:#f4f4f4}img{max-width:100%;heig
 class ReportStage:
     """HTML report from the artifacts of every other stage."""
 
-    name, version = "report", 1
-    needs = ("prepare", "phase", "grid", "dynamical", "analysis", "patterns")
+    name, version = "report", 2
+    needs = ("prepare", "phase", "grid", "regime", "dynamical", "analysis", "patterns")
 
     def settings(self, config: RunConfig) -> dict[str, Any]:
         settings = config.to_dict()
@@ -109,6 +110,7 @@ def build_sections(ctx: StageContext, figures_dir: Path) -> dict[str, str]:
     history["dynamical: loss (per epoch)"] = dyn.history.get("loss", [])
     return {
         "summary": _summary(ctx, dataset, ana, pat, dyn),
+        "regime": _regime(ctx.input("regime")),
         "data-vs-model": _note("Expected photons of each model on the data's pixels; grey: masked pixels. The "
                                "kinematic model is the grid-frame kinematic result through the kinematic forward "
                                "model with the Poisson maximum-likelihood scale; the dynamical model is the "
@@ -154,11 +156,56 @@ def _summary(ctx: StageContext, dataset: Any, ana: Any, pat: Any, dyn: Any) -> s
         "dynamical reconstruction": f"{ctx.config.reconstruction.model} model, {dyn.metadata.get('stopped_reason')} "
                                     f"after {dyn.metadata.get('epochs')} epochs",
         **_fit_rows(dyn.metadata),
+        "regime diagnosis (kinematic support)": _regime_verdict(ctx.input("regime")),
         "kinematic vs dynamical": _agreement_text(ana.summary["kinematic_vs_dynamical"]),
         "strain RMS": f"kinematic {ana.summary['kinematic']['strain_rms']:.3g}, dynamical "
                       f"{size['strain_rms']:.3g}",
     }
     return _table(rows_)
+
+
+def _regime_verdict(regime: dict[str, Any]) -> str:
+    """The verdict of the regime stage in a few words (the numbers are in the ``regime`` section)."""
+    if "error" in regime:
+        return f"not made: {regime['error']}"
+    return (f"{regime['verdict']} (predicted kinematic phase error {regime['kinematic_phase_error_rad']:.3f} rad, "
+            f"criterion {regime['threshold_rad']:g} rad)")
+
+
+def _regime(regime: dict[str, Any]) -> str:
+    """The regime section: the diagnosis table of :mod:`dynbcdi.analysis.regime` on the measured support."""
+    sup = regime["support"]
+    how = _note(
+        f"Crystal shape: the support of the kinematic result on the grid ({sup['voxels']} voxels of "
+        f"{' × '.join(f'{s:.1f}' for s in sup['spacing_nm'])} nm, smoothed amplitude above "
+        f"{sup['threshold']:g} of its maximum). That shape, unstrained, is simulated with the dynamical (TTE) "
+        f"model in this scan's geometry ({regime['polarization']} polarization) on a coarse grid, and the "
+        "kinematic reconstruction of those patterns is compared with it: the phase error below is what kinematic "
+        "phasing would show even for a perfect crystal (a lower bound). The verdict compares it with the "
+        "criterion (dynbcdi.analysis.regime; docs/PHYSICS.md, Regime diagnosis).")
+    if "error" in regime:
+        return how + _note(f"The diagnosis could not be made: {regime['error']}")
+    r, shift = regime, regime["refraction_shift_rad"]
+    rows = {
+        "crystal thickness along h": f"{r['thickness_along_h_nm']:.0f} nm",
+        "thickness / extinction length": f"{r['thickness_over_extinction']:.2f} (symmetric Bragg t_B = "
+                                         f"{r['extinction_length_nm']:.1f} nm)",
+        "thickness / absorption length": f"{r['thickness_over_absorption']:.3f} (1/μ = "
+                                         f"{r['absorption_length_nm'] / 1e3:.2f} µm)",
+        "predicted refraction shift of the rocking curve": f"{shift * 1e6:+.1f} µrad = {np.rad2deg(shift):+.5f}°",
+        "kinematic phase error (Bragg peak centred)": f"{r['kinematic_phase_error_rad']:.3f} rad RMS",
+        "… with the true Bragg angle (no ramp removed)": f"{r['kinematic_phase_error_no_ramp_rad']:.3f} rad RMS",
+        "… from refraction and absorption alone": f"{r['refraction_phase_error_rad']:.3f} rad RMS",
+        "… beyond refraction (extinction, multiple scattering)": f"{r['beyond_refraction_phase_error_rad']:.3f} "
+                                                                 "rad RMS",
+        "kinematic amplitude error": f"{r['kinematic_amplitude_error']:.3f}",
+        "estimated on": f"{' × '.join(map(str, r['coarse_grid']))} grid of {r['coarse_voxel_nm']:.1f} nm voxels, "
+                        f"{r['n_angles']} angles, {r['seconds']:.1f} s",
+    }
+    op = "<" if r["kinematic_enough"] else "≥"
+    verdict = (f"Verdict: {r['verdict']} (predicted kinematic phase error {r['kinematic_phase_error_rad']:.3f} rad "
+               f"{op} {r['threshold_rad']:g} rad).")
+    return f"<p><b>{html.escape(verdict)}</b></p>" + _table(rows) + how
 
 
 def _agreement_text(agreement: dict[str, Any]) -> str:

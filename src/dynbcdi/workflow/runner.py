@@ -1,4 +1,4 @@
-"""`run_workflow`: the whole chain prepare → phase → grid → dynamical → analysis → patterns → report.
+"""`run_workflow`: the whole chain prepare → phase → grid → regime → dynamical → analysis → patterns → report.
 
 The run folder holds one sub-folder per stage (artifacts + ``stage.json`` manifest), ``run.json``
 (which measurement the folder belongs to) and ``config.json`` (the settings of the latest run).
@@ -26,6 +26,7 @@ from dynbcdi.workflow.cache import PlannedStage, Stage, StageRecord, execute, pl
 from dynbcdi.provenance import as_plain
 from dynbcdi.workflow.config import RunConfig
 from dynbcdi.workflow.products import AnalysisStage, PatternsStage
+from dynbcdi.workflow.regime import RegimeStage
 from dynbcdi.workflow.report import REPORT_NAME, ReportStage
 from dynbcdi.workflow.stages import DynamicalStage, GridStage, PhaseStage, PrepareStage
 
@@ -40,8 +41,8 @@ LOCK_FILE = "run.lock"
 
 def default_stages() -> list[Stage]:
     """The stages of `dynbcdi run`, in order."""
-    return [PrepareStage(), PhaseStage(), GridStage(), DynamicalStage(), AnalysisStage(), PatternsStage(),
-            ReportStage()]
+    return [PrepareStage(), PhaseStage(), GridStage(), RegimeStage(), DynamicalStage(), AnalysisStage(),
+            PatternsStage(), ReportStage()]
 
 
 @dataclass

@@ -53,6 +53,9 @@ def test_scan54_full_rocking_curve_at_128(scan54, tmp_path, capsys):
     assert seconds < 20  # ~3 s on one core of the 2-core CI machine
     text = capsys.readouterr().out
     assert "201 frames × 128 × 128" in text and "bad-pixel map (13 px)" in text and str(out) in text
+    # no support yet: the characteristic lengths of Au (111) at 9 keV, and where the regime diagnosis is
+    assert "extinction length (symmetric Bragg, σ) 213.5 nm" in text and "absorption length 3.50 µm" in text
+    assert "needs a crystal support: `dynbcdi run`" in text
     ds = load_dataset(out)
     prov = ds.metadata["provenance"]
     assert ds.intensity.shape == (201, 128, 128) and ds.intensity.min() >= 0

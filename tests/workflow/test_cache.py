@@ -105,8 +105,8 @@ def test_real_chain_reuses_upstream_stages(tmp_path, tiny_dataset):
     second = run_workflow(load_run_config(write_toml(tmp_path, dataset, epochs=4)), run_dir, progress=False,
                           stages=stages)
     reused = {r.name: r.reused for r in second.records}
-    assert reused == {"prepare": True, "phase": True, "grid": True, "dynamical": False, "analysis": False,
-                      "patterns": False}
+    assert reused == {"prepare": True, "phase": True, "grid": True, "regime": True, "dynamical": False,
+                      "analysis": False, "patterns": False}
     assert read_manifest(run_dir / "dynamical").settings["config"]["epochs"] == 4
 
     # The prepared input changed (new file content): every stage reruns.

@@ -22,7 +22,7 @@ def test_run_prints_plan_summary_and_report(cli_run):
 def test_second_run_is_all_cached(cli_run, capsys):
     assert main(["run", str(cli_run["toml"]), "--out", str(cli_run["run_dir"]), "--plan"]) == 0
     plan = capsys.readouterr().out
-    assert plan.count("cached") == 7 and "to run" not in plan
+    assert plan.count("cached") == 8 and "to run" not in plan
 
 
 def test_refuses_another_measurement_then_overwrite_works(cli_run, tmp_path, capsys):

@@ -86,3 +86,43 @@ def test_two_theta_check_signs():
     assert float(check["mismatch (deg)"]) == pytest.approx(-0.2, abs=1e-4)
     assert float(check["equivalent Δa/a"]) == pytest.approx(expected, rel=1e-2)
     assert float(check["equivalent ΔE (eV)"]) == pytest.approx(9000 * expected, rel=1e-2)
+
+
+def test_regime_diagnosis_of_the_measured_support(cli_run, page):
+    # The regime stage diagnoses the kinematic support before the dynamical stage: its numbers in
+    # regime/regime.json, the verdict on the console, a section and a summary row in the report.
+    import json
+
+    r = json.loads((cli_run["run_dir"] / "regime" / "regime.json").read_text())
+    assert "error" not in r, r.get("error")
+    # the tiny scan is a 0.52 µm Au cube, (200) at 8 keV: about 2 extinction lengths, well under 1/μ
+    assert 400 < r["thickness_along_h_nm"] < 800
+    assert r["thickness_over_extinction"] == pytest.approx(r["thickness_along_h_nm"] / r["extinction_length_nm"])
+    assert r["thickness_over_absorption"] == pytest.approx(r["thickness_along_h_nm"] / r["absorption_length_nm"])
+    assert r["extinction_length_nm"] == pytest.approx(json.loads(
+        (cli_run["run_dir"] / "analysis" / "analysis.json").read_text())["extinction_length_nm"])
+    assert r["kinematic_enough"] == (r["kinematic_phase_error_rad"] < r["threshold_rad"])
+    assert r["verdict"] == "dynamical needed"  # 0.5 µm of Au: above 0.1 rad (analysis.regime docstring)
+    assert r["support"]["voxels"] > 100 and r["seconds"] < 10
+    assert "regime diagnosis (kinematic support): dynamical needed" in cli_run["stdout"]
+    section = page.split('<section id="regime">', 1)[1].split("</section>", 1)[0]
+    assert "Verdict: dynamical needed" in section and "thickness / extinction length" in section
+    assert f"{r['thickness_over_extinction']:.2f}" in section and f"{r['kinematic_phase_error_rad']:.3f}" in section
+    assert "<th>regime diagnosis (kinematic support)</th>" in page
+
+
+def test_regime_without_a_diagnosis_says_why(tmp_path):
+    # A diagnosis that could not be made is said so on the console and in the report, not hidden.
+    import json
+
+    from dynbcdi.workflow.regime import verdict_line
+    from dynbcdi.workflow.report import _regime
+
+    assert verdict_line(tmp_path) is None  # a run folder without the regime stage
+    (tmp_path / "regime").mkdir()
+    regime = {"support": {"voxels": 3, "spacing_nm": [10.0, 10.0, 10.0], "threshold": 0.3},
+              "polarization": "sigma", "error": "the crystal covers fewer than 8 voxels of the diagnosis grid"}
+    (tmp_path / "regime" / "regime.json").write_text(json.dumps(regime))
+    assert verdict_line(tmp_path) == ("regime diagnosis: not made (the crystal covers fewer than 8 voxels of the "
+                                      "diagnosis grid)")
+    assert "could not be made: the crystal covers fewer than 8 voxels" in _regime(regime)

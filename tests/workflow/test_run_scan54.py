@@ -48,6 +48,8 @@ def test_chain_runs_to_the_report(scan54_run):
     assert "34.02" in page and "prepare: summary" in page
     assert "34idc" in page and "Staff20-1a_S0054" in page  # provenance: beamline and raw files
     assert "fitted measurement terms" in page and "free pixels" in page
+    # the regime diagnosis of the measured (kinematic) support: on the console and in the report
+    assert "regime diagnosis (kinematic support): " in scan54_run["stdout"] and "Verdict: " in page
 
 
 def test_stage_artifacts(scan54_run):
@@ -63,6 +65,6 @@ def test_stage_artifacts(scan54_run):
     # the fitted measurement terms and fit statistics travel with the result (and into the report)
     assert dyn.metadata["terms_frame_scales"].shape == (48,) and "rocking_offset_rad" in str(list(dyn.metadata))
     assert dyn.metadata["fit"]["deviance_free"] > 0
-    for name in ("analysis/analysis.npz", "analysis/dynamical.vti", "patterns/patterns.npz",
+    for name in ("regime/regime.json", "analysis/analysis.npz", "analysis/dynamical.vti", "patterns/patterns.npz",
                  "report/figures/frames.png"):
         assert (run_dir / name).is_file(), name

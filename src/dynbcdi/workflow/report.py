@@ -180,8 +180,8 @@ def _regime(regime: dict[str, Any]) -> str:
         f"{' × '.join(f'{s:.1f}' for s in sup['spacing_nm'])} nm, smoothed amplitude above "
         f"{sup['threshold']:g} of its maximum). That shape, unstrained, is simulated with the dynamical (TTE) "
         f"model in this scan's geometry ({regime['polarization']} polarization) on a coarse grid, and the "
-        "kinematic reconstruction of those patterns is compared with it: the phase error in the table is what kinematic "
-        "phasing would show even for a perfect crystal (a lower bound). The verdict compares it with the "
+        "kinematic reconstruction of those patterns is compared with it: the phase error in the table is what "
+        "kinematic phasing would show even for a perfect crystal (a lower bound). The verdict compares it with the "
         "criterion (dynbcdi.analysis.regime; docs/PHYSICS.md, Regime diagnosis).")
     if "error" in regime:
         return how + _note(f"The diagnosis could not be made: {regime['error']}")

@@ -141,7 +141,12 @@ def _simulate(args: argparse.Namespace, config, comm: Communicator | None) -> in
 
     main = comm is None or comm.is_main
     device = args.device if comm is None else comm.device
-    dataset = simulate_dataset(config, device=device, progress=not args.no_progress and main, comm=comm)
+    try:
+        dataset = simulate_dataset(config, device=device, progress=not args.no_progress and main, comm=comm)
+    except KeyboardInterrupt:
+        if main:
+            print(f"\ninterrupted during the simulation; nothing was written to {args.out}")
+        return 130
     if not main:
         return 0
     path = save_dataset(dataset, args.out, overwrite=args.overwrite)

@@ -144,6 +144,7 @@ RANGE_CASES = {
                                     "photon count must be > 0"),
     "simulate --peak-photons 0": (lambda f, o: SIM + ["--peak-photons", "0", "--out", str(o)],
                                   "photon count must be > 0"),
+    "simulate --seed -1": (lambda f, o: SIM + ["--seed", "-1", "--out", str(o)], "--seed must be a non-negative"),
     "simulate --out x.txt": (lambda f, o: SIM + ["--out", str(o) + ".txt"], "must end in .cxi or .npz"),
     "simulate --device gpu": (lambda f, o: SIM + ["--device", "gpu", "--out", str(o)], "unknown device 'gpu'"),
 }

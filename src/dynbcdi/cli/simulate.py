@@ -75,6 +75,8 @@ def _config(args: argparse.Namespace):
     if args.total_photons is not None or args.peak_photons is not None:
         noise = dataclasses.replace(noise, total_photons=args.total_photons, peak_photons=args.peak_photons)
     if args.seed is not None:
+        if args.seed < 0:  # numpy's generator would refuse it only after the simulation
+            raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
         noise = dataclasses.replace(noise, seed=args.seed)
     return dataclasses.replace(config, noise=noise)
 

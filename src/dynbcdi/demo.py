@@ -14,13 +14,17 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dynbcdi.analysis import ComparisonMetrics, align_to, metrics_of, strain_analysis
 from dynbcdi.io import save_dataset, save_result, write_vti
 from dynbcdi.io.dataset import Dataset
+
+if TYPE_CHECKING:
+    from dynbcdi.reconstruct.config import ReconstructionConfig
+    from dynbcdi.simulate.config import SimulationConfig
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +91,8 @@ def prepare_out_dir(path: Path, overwrite: bool) -> Path:
 class DemoPlan:
     """The checked settings of a demo run: simulation and reconstruction configurations."""
 
-    simulation: Any
-    reconstruction: Any
+    simulation: SimulationConfig
+    reconstruction: ReconstructionConfig
 
 
 def plan_demo(options: DemoOptions) -> DemoPlan:

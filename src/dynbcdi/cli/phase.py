@@ -204,6 +204,7 @@ def write_outputs(result, dataset, paths: dict[str, Path], grid_z: int | None, o
     try:  # a smaller grid would crop the crystal silently
         check_grid_z(grid_z, basis, result.obj.shape, dataset.spacing_m, result.support, "the phased crystal")
     except ValueError as err:
+        paths["object_grid"].unlink(missing_ok=True)  # only --overwrite lets one exist: no stale pair left
         raise ValueError(f"{err} (the detector-frame object is saved in {written['object_detector']}; "
                          "no grid-frame object was written)") from None
     nz = grid_z or grid_shape_for(basis, result.obj.shape, dataset.spacing_m, result.support)[0]

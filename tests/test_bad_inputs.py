@@ -177,10 +177,15 @@ def test_reconstruct_grid_z_with_a_grid_frame_init_is_not_ignored(files, tmp_pat
     assert not (tmp_path / "o").exists()
 
 
-def test_phase_grid_z_too_small_for_the_phased_crystal_keeps_the_detector_object(files, tmp_path, capsys):
-    """The phased support is known only after phasing: the detector-frame object is saved, the crop refused."""
+@pytest.mark.parametrize("earlier", [False, True])
+def test_phase_grid_z_too_small_for_the_phased_crystal_keeps_the_detector_object(earlier, files, tmp_path, capsys):
+    """The phased support is known only after phasing: the detector-frame object is saved, the crop refused;
+    with --overwrite over an earlier run its grid-frame object does not stay beside the new detector one."""
     out = tmp_path / "o"
-    line = _one_line(*_call(_phase(files["good"], out, "--grid-z", "1"), capsys), "--grid-z 1 is too small",
+    extra = ["--overwrite"] if earlier else []
+    if earlier:
+        _occupied(out, "object_grid.npz")
+    line = _one_line(*_call(_phase(files["good"], out, "--grid-z", "1", *extra), capsys), "--grid-z 1 is too small",
                      "phased crystal spans", "object_detector.npz")
     assert "no grid-frame object" in line
     assert sorted(p.name for p in out.iterdir()) == ["object_detector.npz"]

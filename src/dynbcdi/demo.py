@@ -14,12 +14,17 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dynbcdi.analysis import ComparisonMetrics, align_to, metrics_of, strain_analysis
 from dynbcdi.io import save_dataset, save_result, write_vti
 from dynbcdi.io.dataset import Dataset
+
+if TYPE_CHECKING:
+    from dynbcdi.reconstruct.config import ReconstructionConfig
+    from dynbcdi.simulate.config import SimulationConfig
 
 logger = logging.getLogger(__name__)
 
@@ -74,32 +79,57 @@ class DemoSummary:
 
 def prepare_out_dir(path: Path, overwrite: bool) -> Path:
     """Create ``path``; refuse a non-empty existing folder unless ``overwrite`` (no lost results)."""
-    path = Path(path)
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise FileExistsError(f"output folder {path} is not empty; choose another --out or pass --overwrite")
+    from dynbcdi.io.filecheck import check_new_output
+
+    path = check_new_output(path, "output folder", directory=True, overwrite=overwrite,
+                            remedy="choose another --out or pass --overwrite")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def simulate(options: DemoOptions) -> Dataset:
-    """The demo dataset: the preset at the requested size, with kinematic stacks for Fig. 2b."""
-    from dynbcdi.simulate import simulate_dataset
+@dataclass(frozen=True)
+class DemoPlan:
+    """The checked settings of a demo run: simulation and reconstruction configurations."""
+
+    simulation: SimulationConfig
+    reconstruction: ReconstructionConfig
+
+
+def plan_demo(options: DemoOptions) -> DemoPlan:
+    """Check every option and build the configurations, before any folder is made or anything computed.
+
+    One-line ValueErrors for an unknown preset, a size, epoch or start count out of range, a bad device.
+    """
+    from dynbcdi.devices import resolve_device
+    from dynbcdi.reconstruct.pipeline import default_config
     from dynbcdi.simulate.presets import sized_preset
 
-    config = sized_preset(options.preset, options.size, options.device)
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, kinematic=True,
-                                                                   refraction_kinematic=True))
-    return simulate_dataset(config, device=options.device, progress=options.progress)
-
-
-def reconstruct_both(dataset: Dataset, options: DemoOptions):
-    """Kinematic phasing and dynamical refinement of ``dataset`` (``run_pipeline``), with progress bars."""
-    from dynbcdi.reconstruct.pipeline import default_config, run_pipeline
-
-    config = default_config()
-    config = config.replace(device=options.device, seed=options.seed)
+    resolve_device(options.device)
+    if options.n_starts < 1:
+        raise ValueError(f"--starts must be >= 1 (random starts of the kinematic phasing), got {options.n_starts}")
+    if options.epochs is not None and options.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {options.epochs}")
+    simulation = sized_preset(options.preset, options.size, options.device)
+    simulation = dataclasses.replace(simulation, model=dataclasses.replace(simulation.model, kinematic=True,
+                                                                           refraction_kinematic=True))
+    reconstruction = default_config().replace(device=options.device, seed=options.seed)
     if options.epochs is not None:
-        config = config.replace(epochs=options.epochs)
+        reconstruction = reconstruction.replace(epochs=options.epochs)
+    return DemoPlan(simulation, reconstruction)
+
+
+def simulate(options: DemoOptions, plan: DemoPlan) -> Dataset:
+    """The demo dataset: the preset at the requested size, with kinematic stacks for Fig. 2b."""
+    from dynbcdi.simulate import simulate_dataset
+
+    return simulate_dataset(plan.simulation, device=options.device, progress=options.progress)
+
+
+def reconstruct_both(dataset: Dataset, options: DemoOptions, plan: DemoPlan):
+    """Kinematic phasing and dynamical refinement of ``dataset`` (``run_pipeline``), with progress bars."""
+    from dynbcdi.reconstruct.pipeline import run_pipeline
+
+    config = plan.reconstruction
     bars = _ProgressBars(options.progress, options.n_starts, config.epochs)
     try:
         return run_pipeline(dataset, n_starts=options.n_starts, seed=options.seed, config=config,
@@ -177,8 +207,9 @@ def true_support(dataset: Dataset) -> np.ndarray:
 
 
 def write_outputs(dataset: Dataset, pipeline, aligned: dict[str, np.ndarray], analysed: dict,
-                  out: Path) -> list[Path]:
-    """Results (CXI), ParaView files (VTI: amplitude, phase, displacement, strain) and a NumPy archive."""
+                  out: Path, overwrite: bool = False) -> list[Path]:
+    """Results (CXI), ParaView files (VTI: amplitude, phase, displacement, strain) and a NumPy archive;
+    existing files are replaced only with ``overwrite`` (the demo's ``--overwrite``)."""
     files = []
     histories = {"kinematic": {"fourier_error": np.asarray(pipeline.phasing.error)},
                  "dynamical": {"loss": np.asarray(pipeline.dynamical.history.loss)}}
@@ -187,12 +218,12 @@ def write_outputs(dataset: Dataset, pipeline, aligned: dict[str, np.ndarray], an
         own_support = np.abs(obj) > SUPPORT_FRACTION * np.abs(obj).max()
         files.append(out / f"{name}.cxi")
         save_result(files[-1], obj, dataset.spacing_m, support=own_support, history=histories.get(label),
-                    metadata={"method": label, "frame": "grid"})
+                    metadata={"method": label, "frame": "grid"}, overwrite=overwrite)
         a = analysed[label]
         files.append(out / f"{name}.vti")
         write_vti(files[-1], {"amplitude": np.abs(obj), "phase": a.phase,
                               "displacement_pm": a.displacement_m * 1e12, "strain": a.strain},
-                  dataset.spacing_m)
+                  dataset.spacing_m, overwrite=overwrite)
     files.append(out / "objects.npz")
     np.savez_compressed(files[-1], spacing_m=np.asarray(dataset.spacing_m),
                         **{label.replace(" ", "_"): obj for label, obj in aligned.items()})
@@ -229,20 +260,21 @@ def write_figures(dataset: Dataset, pipeline, aligned: dict[str, np.ndarray], an
 
 def run_demo(options: DemoOptions) -> DemoSummary:
     """Run the whole demonstration; returns the metrics table, the written files and timings."""
+    plan = plan_demo(options)  # every check first: a failure leaves no folder and no dataset behind
     out = prepare_out_dir(options.out_dir, options.overwrite)
     timings = {}
     t0 = time.perf_counter()
-    dataset = simulate(options)
+    dataset = simulate(options, plan)
     timings["simulation_s"] = time.perf_counter() - t0
     files = [out / "dataset.cxi"]
-    save_dataset(dataset, files[0])
-    pipeline = reconstruct_both(dataset, options)
+    save_dataset(dataset, files[0], overwrite=options.overwrite)
+    pipeline = reconstruct_both(dataset, options, plan)
     timings.update(phasing_s=pipeline.timings["phasing"], dynamical_s=pipeline.timings["dynamical"])
     objects = {"kinematic": pipeline.kinematic_grid, "dynamical": pipeline.dynamical.S}
     metrics, aligned = evaluate(dataset, objects)
     aligned = {"ground truth": dataset.truth, **aligned}
     analysed = analyse(dataset, aligned)
-    files += write_outputs(dataset, pipeline, aligned, analysed, out)
+    files += write_outputs(dataset, pipeline, aligned, analysed, out, options.overwrite)
     t1 = time.perf_counter()
     files += write_figures(dataset, pipeline, aligned, analysed, out)
     timings["figures_s"] = time.perf_counter() - t1

@@ -75,7 +75,7 @@ def _bad_data(case: str, good: dict, tmp: Path) -> tuple[Path, str]:
         "mask_shape": lambda: (_edit_cxi(good, tmp, lambda f: _replace(f, f"{det}/mask", np.zeros((3, 3), np.uint32))),
                                "valid shape (3, 3)"),
         "intensity_shape": lambda: (_edit_cxi(good, tmp, lambda f: _replace(f, f"{det}/data", np.ones((5, N, N)))),
-                                    "does not match the geometry's"),
+                                    "5 frame(s) but the geometry has 8 rocking angles"),
     }
     return builders[case]()
 

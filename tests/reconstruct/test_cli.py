@@ -31,6 +31,6 @@ def test_cli_writes_history_and_result_and_refuses_overwrite(tmp_path, au200_pla
     assert json.loads((out / "history.json").read_text())["epochs"] == 2
     result = load_result(out / "reconstruction.cxi")
     assert result.obj.shape == au200_plate["truth"].shape and result.metadata["frame"] == "grid"
-    assert main(args) == 2 and "exists" in capsys.readouterr().err  # no silent overwrite
+    assert main(args) == 2 and "not empty" in capsys.readouterr().err  # no silent overwrite
     assert main(args[:-1] + ["4", "--resume", "--overwrite"]) == 0
     assert json.loads((out / "history.json").read_text())["epochs"] == 4

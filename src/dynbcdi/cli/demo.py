@@ -36,12 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from dynbcdi.demo import DemoOptions, run_demo
-    from dynbcdi.devices import resolve_device
-    from dynbcdi.io.filecheck import check_output_path
 
-    resolve_device(args.device)
     out = args.out or Path(f"dynbcdi-demo-{time.strftime('%Y%m%d-%H%M%S')}")
-    check_output_path(out, "output folder", directory=True)
     options = DemoOptions(out_dir=out, preset=args.preset, size=args.size, device=args.device,
                           n_starts=args.starts, epochs=args.epochs, seed=args.seed,
                           progress=not args.no_progress, overwrite=args.overwrite)

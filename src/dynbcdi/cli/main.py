@@ -23,6 +23,8 @@ from dynbcdi import runtime
 runtime.prefer_passive_wait()  # before torch loads OpenMP (the command modules import torch)
 
 # Order is the order shown in `dynbcdi --help`.
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
+
 COMMANDS: tuple[str, ...] = ("info", "prepare", "simulate", "phase", "reconstruct", "run", "demo")
 
 
@@ -70,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{err.filename}: " if getattr(err, "filename", None) else ""
         print(f"dynbcdi {args.command}: error: {where}{err.strerror or _one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # commands that keep partial work catch it themselves and say what they kept
+        print(f"\ndynbcdi {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _one_line(err: BaseException) -> str:

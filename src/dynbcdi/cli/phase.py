@@ -13,7 +13,9 @@ real-space basis) and ``object_grid.npz`` (orthogonal grid frame, ``frame="grid"
 support and the error history (``dynbcdi.io.save_result`` layout; ``--format cxi`` for CXI). Any
 other intensity file (``dynbcdi.io.readers.intensity.load_intensity``: .npy, .npz, .tif, CXI/HDF5)
 is phased in the detector frame only: the grid conversion needs the geometry.
-Everything (device, recipe, output paths, geometry) is checked before the first iteration.
+Everything (device, recipe, option ranges, output folder, data, geometry) is checked before the first
+iteration; a non-empty OUT is refused unless ``--overwrite``. Only ``--grid-z`` against the phased
+crystal's extent waits for the support (the detector-frame object is saved first).
 Ctrl-C stops the iterations and still writes the partial result, flagged ``interrupted``.
 """
 
@@ -59,9 +61,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--seed", type=int, default=0, help="seed of the first start (default 0)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default cpu)")
     parser.add_argument("--double", action="store_true", help="iterate in complex128 (default complex64)")
-    parser.add_argument("--grid-z", type=int, help="z planes of the grid-frame output (default: fit the support)")
+    parser.add_argument("--grid-z", type=int, help="z planes of the grid-frame output (default: fit the support; "
+                                                   "too few to hold the phased crystal is an error)")
     parser.add_argument("--format", choices=("npz", "cxi"), default="npz", help="output format (default npz)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--overwrite", action="store_true", help="allow a non-empty --out folder: replace its results")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -114,7 +117,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, _PhasingInput, dict[st
     """Validate device, recipe, output paths, data and geometry before any iteration."""
     from dynbcdi.devices import resolve_device
     from dynbcdi.io.dataset import is_dataset_file, load_dataset
-    from dynbcdi.io.filecheck import check_output_path
+    from dynbcdi.io.filecheck import check_new_output
     from dynbcdi.io.readers.intensity import load_intensity, load_mask
     from dynbcdi.phasing.recipes import parse_recipe
     from dynbcdi.phasing.retrieval import validate_data
@@ -123,17 +126,15 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, _PhasingInput, dict[st
     recipe = parse_recipe(args.recipe)
     if args.starts < 1:
         raise ValueError(f"--starts must be >= 1, got {args.starts}")
-    if args.grid_z is not None and args.grid_z < 1:
-        raise ValueError(f"--grid-z must be >= 1, got {args.grid_z}")
-    check_output_path(args.out, "output directory", directory=True)
+    if args.grid_z is not None and args.grid_z < 1:  # the crystal's own extent is checked after phasing
+        raise ValueError(f"--grid-z {args.grid_z} is too small: give a positive number of z planes, or omit it")
+    check_new_output(args.out, "output folder", directory=True, overwrite=args.overwrite,
+                     remedy="pass --overwrite to replace its results, or choose another --out")
     with_geometry = is_dataset_file(args.data)
     if with_geometry and (args.data_path is not None or args.amplitudes or args.axes != "frc"):
         raise ValueError(f"{args.data}: a dynbcdi dataset holds photon counts in (frame, row, col); "
                          "--data-path, --amplitudes and --axes apply to plain intensity files only")
     paths = output_paths(args.out, args.format, OUTPUT_NAMES if with_geometry else OUTPUT_NAMES[:1])
-    existing = [str(p) for p in paths.values() if p.exists()]
-    if existing and not args.overwrite:
-        raise FileExistsError(f"{', '.join(existing)} exist; pass --overwrite to replace them")
     if with_geometry:
         dataset = load_dataset(args.data)
         _check_geometry(dataset, args.data)
@@ -183,17 +184,14 @@ def write_outputs(result, dataset, paths: dict[str, Path], grid_z: int | None, o
     """Save the detector-frame object and its grid-frame conversion; return the paths written.
 
     The grid frame is (Z, rows, cols) with the dataset's ``spacing_m``; Z fits the support
-    (``grid_shape_for``) unless ``grid_z`` is given.
+    (``grid_shape_for``) unless ``grid_z`` is given. A ``grid_z`` too small for the phased support
+    (known only now) is a ValueError raised after the detector-frame object is saved.
     """
     from dynbcdi.io import save_result
-    from dynbcdi.phasing import detector_to_grid, grid_shape_for
+    from dynbcdi.phasing import check_grid_z, detector_to_grid, grid_shape_for
 
     basis = dataset.geometry.realspace_basis(result.obj.shape)
     rows, cols = result.obj.shape[1:]
-    nz = grid_z or grid_shape_for(basis, result.obj.shape, dataset.spacing_m, result.support)[0]
-    grid_obj = detector_to_grid(result.obj, basis, (nz, rows, cols), dataset.spacing_m)
-    grid_support = detector_to_grid(result.support.astype(np.complex64), basis, (nz, rows, cols),
-                                    dataset.spacing_m, order=1).real > 0.5
     common = {
         "recipe": result.recipe, "seeds": list(result.seeds), "start_errors": list(result.start_errors),
         "final_error": result.final_error, "llk": result.llk, "interrupted": result.interrupted,
@@ -201,12 +199,20 @@ def write_outputs(result, dataset, paths: dict[str, Path], grid_z: int | None, o
     }
     history = {"error": result.error}
     detector_spacing = tuple(float(s) for s in np.linalg.norm(basis, axis=0))
-    written = {
-        "object_detector": save_result(paths["object_detector"], result.obj, detector_spacing, result.support,
-                                       {**common, "frame": "detector"}, history, overwrite),
-        "object_grid": save_result(paths["object_grid"], grid_obj, dataset.spacing_m, grid_support,
-                                   {**common, "frame": "grid"}, history, overwrite),
-    }
+    written = {"object_detector": save_result(paths["object_detector"], result.obj, detector_spacing, result.support,
+                                              {**common, "frame": "detector"}, history, overwrite)}
+    try:  # a smaller grid would crop the crystal silently
+        check_grid_z(grid_z, basis, result.obj.shape, dataset.spacing_m, result.support, "the phased crystal")
+    except ValueError as err:
+        paths["object_grid"].unlink(missing_ok=True)  # only --overwrite lets one exist: no stale pair left
+        raise ValueError(f"{err} (the detector-frame object is saved in {written['object_detector']}; "
+                         "no grid-frame object was written)") from None
+    nz = grid_z or grid_shape_for(basis, result.obj.shape, dataset.spacing_m, result.support)[0]
+    grid_obj = detector_to_grid(result.obj, basis, (nz, rows, cols), dataset.spacing_m)
+    grid_support = detector_to_grid(result.support.astype(np.complex64), basis, (nz, rows, cols),
+                                    dataset.spacing_m, order=1).real > 0.5
+    written["object_grid"] = save_result(paths["object_grid"], grid_obj, dataset.spacing_m, grid_support,
+                                         {**common, "frame": "grid"}, history, overwrite)
     return written
 
 

@@ -5,8 +5,9 @@ Example::
     dynbcdi reconstruct scan.cxi --init phasing.cxi --out run1 --config run.toml --epochs 300
 
 Writes ``DIR/reconstruction.cxi`` (dynbcdi.io.save_result), ``DIR/history.csv`` and
-``DIR/history.json``, and keeps ``DIR/checkpoint/`` for ``--resume`` (also after Ctrl-C). Existing
-result files are never replaced unless ``--overwrite`` is given.
+``DIR/history.json``, and keeps ``DIR/checkpoint/`` for ``--resume`` (also after Ctrl-C). A non-empty
+DIR is refused unless ``--resume`` (continue its checkpoint) or ``--overwrite`` (start again) is given,
+so neither results nor an interrupted run's checkpoint are replaced silently.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--device", help="torch device, e.g. cpu or cuda (overrides the config)")
     parser.add_argument("--epochs", type=int, help="maximum epochs (overrides the config)")
     parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing result files")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="allow a non-empty DIR: replace its results (and, without --resume, its checkpoint)")
     parser.add_argument("--distributed", action="store_true",
                         help="data-parallel over the ranks of torchrun (NCCL with --device cuda, "
                              "else gloo); rank 0 writes the files, see docs/distributed.md")
@@ -88,7 +90,7 @@ def _initial_object(args: argparse.Namespace, dataset) -> np.ndarray:
     detector-frame), else detector when the shape equals the data shape, else grid.
     """
     from dynbcdi.io.readers.objects import load_object
-    from dynbcdi.phasing import detector_to_grid, grid_shape_for
+    from dynbcdi.phasing import check_grid_z, detector_to_grid, grid_shape_for
 
     stored = load_object(args.init)
     frame = args.init_frame
@@ -99,6 +101,9 @@ def _initial_object(args: argparse.Namespace, dataset) -> np.ndarray:
         if stored.obj.shape[1:] != (rows, cols):
             raise ValueError(f"{args.init}: grid-frame object of shape {stored.obj.shape} does not match the "
                              f"detector (rows, cols) = {(rows, cols)}")
+        if args.grid_z is not None and args.grid_z != stored.obj.shape[0]:  # not silently ignored
+            raise ValueError(f"--grid-z {args.grid_z}: the grid-frame initial object {args.init} has "
+                             f"{stored.obj.shape[0]} z planes already; omit --grid-z")
         return stored.obj
     if frame != "detector":
         raise ValueError(f"{args.init}: a {frame}-frame object cannot start the reconstruction; "
@@ -110,10 +115,7 @@ def _initial_object(args: argparse.Namespace, dataset) -> np.ndarray:
     basis = dataset.geometry.realspace_basis(stored.obj.shape)
     amp = np.abs(stored.obj)
     crystal = stored.support if stored.support is not None else amp > 0.1 * amp.max()
-    needed = grid_shape_for(basis, stored.obj.shape, dataset.spacing_m, support=crystal, margin_vox=0)[0]
-    if args.grid_z is not None and args.grid_z < needed:  # a smaller grid would crop the crystal silently
-        raise ValueError(f"--grid-z {args.grid_z} is too small: the initial object's crystal spans {needed} "
-                         f"z planes of {dataset.spacing_m[0] * 1e9:.3g} nm; give at least {needed}, or omit it")
+    check_grid_z(args.grid_z, basis, stored.obj.shape, dataset.spacing_m, crystal, "the initial object's crystal")
     nz = args.grid_z or grid_shape_for(basis, stored.obj.shape, dataset.spacing_m)[0]
     return detector_to_grid(stored.obj, basis, (nz, rows, cols), dataset.spacing_m)
 
@@ -140,13 +142,22 @@ def write_history(result: ReconstructionResult, out: Path) -> None:
         json.dump({"stopped_reason": result.stopped_reason, "epochs": result.epochs, **columns}, fh, indent=1)
 
 
-def _check_targets(out: Path, overwrite: bool) -> None:
-    from dynbcdi.io.filecheck import check_output_path
+def _check_targets(out: Path, overwrite: bool, resume: bool) -> None:
+    """No work lost: a non-empty run folder needs ``--resume`` (continue its checkpoint) or ``--overwrite``;
+    with ``--resume`` the checkpoint must exist and be readable, and finished results are replaced only
+    with ``--overwrite``. Raises before any folder is created or anything is computed."""
+    from dynbcdi.io.filecheck import check_new_output
+    from dynbcdi.reconstruct.checkpoint import load_checkpoint
 
-    check_output_path(out, "output directory", directory=True)
-    for name in (RESULT_NAME, HISTORY_CSV, HISTORY_JSON):
-        if (out / name).exists() and not overwrite:
-            raise FileExistsError(f"{out / name} exists; pass --overwrite to replace it")
+    check_new_output(out, "output folder", directory=True, overwrite=overwrite or resume,
+                     remedy="pass --resume to continue the run saved in it, --overwrite to start again "
+                            "(its checkpoint and results are replaced), or choose another --out")
+    if resume:
+        load_checkpoint(out / CHECKPOINT_DIR)  # missing, empty, truncated or corrupt: one line naming it
+        for name in (RESULT_NAME, HISTORY_CSV, HISTORY_JSON):
+            if (out / name).exists() and not overwrite:
+                raise FileExistsError(f"{out / name} exists (the run finished); pass --overwrite with "
+                                      "--resume to continue it and replace its results")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -157,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     """
     from dynbcdi.io import load_dataset
 
-    _check_targets(Path(args.out), args.overwrite)
+    _check_targets(Path(args.out), args.overwrite, args.resume)
     dataset = load_dataset(args.dataset)
     cfg = _config(args, measured=dataset.truth is None)
     if not args.distributed:

@@ -87,6 +87,7 @@ def format_presets() -> str:
 
 
 def _config(args: argparse.Namespace):
+    """The simulation settings from the preset or TOML and the flags (every range checked here)."""
     from dynbcdi.simulate.config import load_config
     from dynbcdi.simulate.presets import CPU_SIZES, resize, sized_preset
     from dynbcdi.simulate.scan import fit_z_sampling
@@ -105,6 +106,8 @@ def _config(args: argparse.Namespace):
     if args.total_photons is not None or args.peak_photons is not None:
         noise = dataclasses.replace(noise, total_photons=args.total_photons, peak_photons=args.peak_photons)
     if args.seed is not None:
+        if args.seed < 0:  # numpy's generator would refuse it only after the simulation
+            raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
         noise = dataclasses.replace(noise, seed=args.seed)
     return dataclasses.replace(config, noise=noise)
 
@@ -139,35 +142,41 @@ def run(args: argparse.Namespace) -> int:
         print(format_presets())
         return 0
     from dynbcdi.devices import resolve_device
-    from dynbcdi.io.filecheck import check_output_path
+    from dynbcdi.io.dataset import check_dataset_target
+    from dynbcdi.io.filecheck import check_new_output
+    from dynbcdi.simulate.figures import figure_paths
 
     if args.out is None:
         raise ValueError("--out FILE (.cxi or .npz) is required")
-    if args.out.suffix not in (".cxi", ".npz"):
-        raise ValueError(f"--out must end in .cxi or .npz, got {str(args.out)!r}")
-    check_output_path(args.out, "dataset file")
-    if args.out.exists() and not args.overwrite:
-        raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
+    check_dataset_target(args.out, args.overwrite, how="--overwrite")
+    for path in figure_paths(args.out.with_suffix("")).values() if args.figures else ():
+        check_new_output(path, "figure", overwrite=args.overwrite, remedy="pass --overwrite to replace it")
     resolve_device(args.device)
+    config = _config(args)  # preset, size, TOML and noise options: one-line errors before simulating
     if not args.distributed:
-        return _simulate(args, None)
+        return _simulate(args, config, None)
     from dynbcdi.distributed import init_distributed
 
     comm = init_distributed(device=args.device)
     try:
-        return _simulate(args, comm)
+        return _simulate(args, config, comm)
     finally:
         comm.close()
 
 
-def _simulate(args: argparse.Namespace, comm: Communicator | None) -> int:
+def _simulate(args: argparse.Namespace, config, comm: Communicator | None) -> int:
     """Simulate (angles split over ``comm``'s ranks unless None), save and summarise on rank 0."""
     from dynbcdi.io.dataset import save_dataset
     from dynbcdi.simulate.scan import simulate_dataset
 
     main = comm is None or comm.is_main
     device = args.device if comm is None else comm.device
-    dataset = simulate_dataset(_config(args), device=device, progress=not args.no_progress and main, comm=comm)
+    try:
+        dataset = simulate_dataset(config, device=device, progress=not args.no_progress and main, comm=comm)
+    except KeyboardInterrupt:
+        if main:
+            print(f"\ninterrupted during the simulation; nothing was written to {args.out}")
+        return 130
     if not main:
         return 0
     path = save_dataset(dataset, args.out, overwrite=args.overwrite)

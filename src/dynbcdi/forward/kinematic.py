@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from .base import TwoBeamModel
-from .tte import TTEModel, _check_inputs, _unit
+from .tte import TTEModel, _check_inputs, _unit, as_dq, check_finite
 
 __all__ = ["KinematicModel", "RefractionKinematicModel", "kinematic_exit_waves"]
 
@@ -32,13 +32,12 @@ def kinematic_exit_waves(S: torch.Tensor, spacing: Any, wavelength: float, kh_di
 
     ``S`` (Z, Y, X) complex; ``spacing`` (dz, dy, dx) m; ``wavelength`` m; ``kh_dir`` grid-frame
     (x, y, z) direction of kh; ``chih`` χh; ``polarization`` C; ``dq`` (B, 3) rad/m (x, y, z).
-    Cost: one (B, Z)×(Z, Y·X) matrix product.
+    Cost: one (B, Z)×(Z, Y·X) matrix product. A NaN/Inf voxel of S is a ValueError (as in the TTE).
     """
     sp = _check_inputs(S, spacing, float(wavelength), "strang", 1)
+    check_finite(S)  # as the TTE model: a NaN voxel must not turn into NaN patterns silently
     uh = _unit(kh_dir, "kh_dir")
-    dq = torch.as_tensor(dq, dtype=torch.float64, device=S.device)
-    if dq.ndim != 2 or dq.shape[1] != 3:
-        raise ValueError(f"dq must have shape (B, 3), got {tuple(dq.shape)}")
+    dq = as_dq(dq, S.device)
     dz, dy, dx = sp
     Z, Y, X = S.shape
     ah = (2 * math.pi / wavelength) / (2 * uh[2])

@@ -76,6 +76,36 @@ def _check_inputs(S: torch.Tensor, spacing: Any, wavelength: float, integrator: 
     return sp  # type: ignore[return-value]
 
 
+def refuse_non_finite(S: torch.Tensor, name: str = "S") -> None:
+    """One-line ValueError with the count of NaN/Inf voxels of ``S`` (any shape, real or complex), if any.
+
+    The forward models call it only when a cheap max over ``S`` is not finite (NaN and Inf propagate
+    through max), so the count costs nothing on valid input.
+    """
+    with torch.no_grad():
+        bad = int((~torch.isfinite(S)).sum())
+    if bad:
+        raise ValueError(f"{name} has {bad} NaN or infinite voxel(s) of {S.numel()}; the crystal function must be finite")
+
+
+def check_finite(S: torch.Tensor, name: str = "S") -> None:
+    """:func:`refuse_non_finite` after one max over |Re|, |Im| (one pass, no copy of a complex tensor)."""
+    with torch.no_grad():
+        peak = float(torch.view_as_real(S).abs().amax()) if S.is_complex() and S.numel() else 0.0
+    if not math.isfinite(peak):
+        refuse_non_finite(S, name)
+
+
+def as_dq(dq: Any, device: torch.device) -> torch.Tensor:
+    """``dq`` as a (B, 3) float64 tensor on ``device``; one-line ValueError for another shape or NaN/Inf."""
+    dq = torch.as_tensor(dq, dtype=torch.float64, device=device)
+    if dq.ndim != 2 or dq.shape[1] != 3:
+        raise ValueError(f"dq must have shape (B, 3), got {tuple(dq.shape)}")
+    if not bool(torch.isfinite(dq).all()):
+        raise ValueError(f"dq has {int((~torch.isfinite(dq)).sum())} NaN/Inf values; rocking offsets must be finite")
+    return dq
+
+
 def _support_z_range(S: torch.Tensor, threshold: float) -> tuple[torch.Tensor, int, int]:
     """Boolean support (|S| > threshold·max|S|) and its first/last occupied z index (-1 if none)."""
     with torch.no_grad():
@@ -83,10 +113,8 @@ def _support_z_range(S: torch.Tensor, threshold: float) -> tuple[torch.Tensor, i
         # overflow at the threshold level
         s2 = torch.addcmul(S.real.square(), S.imag, S.imag)
         smax2 = float(s2.max()) if s2.numel() else 0.0
-        if not math.isfinite(smax2) and not bool(torch.isfinite(S).all()):
-            # a NaN/Inf voxel would otherwise give an empty support and all-zero patterns
-            bad = int((~torch.isfinite(S)).sum())
-            raise ValueError(f"S has {bad} NaN or infinite voxel(s); the crystal function must be finite")
+        if not math.isfinite(smax2):  # a NaN/Inf voxel would otherwise give an empty support, zero patterns
+            refuse_non_finite(S)
         if smax2 > 0 and math.isfinite(smax2) and threshold**2 * smax2 >= torch.finfo(s2.dtype).tiny:
             sup = s2 > threshold**2 * smax2
         else:
@@ -261,9 +289,7 @@ def exit_waves(S: torch.Tensor, spacing: Any, wavelength: float, k0_dir: Any, kh
     """
     sp = _check_inputs(S, spacing, float(wavelength), integrator, substeps)
     u0, uh = _unit(k0_dir, "k0_dir"), _unit(kh_dir, "kh_dir")
-    dq = torch.as_tensor(dq, dtype=torch.float64, device=S.device)
-    if dq.ndim != 2 or dq.shape[1] != 3:
-        raise ValueError(f"dq must have shape (B, 3), got {tuple(dq.shape)}")
+    dq = as_dq(dq, S.device)
     if angle_chunk is not None and (int(angle_chunk) != angle_chunk or angle_chunk < 1):
         raise ValueError(f"angle_chunk must be a positive integer or None, got {angle_chunk!r}")
     sup, z_first, z_last = _support_z_range(S.detach(), support_threshold)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dynbcdi.io.filecheck import check_input_file, check_output_path, load_npz, open_hdf5, sniff_format
+from dynbcdi.io.filecheck import check_input_file, check_new_output, load_npz, open_hdf5, sniff_format
 
 if TYPE_CHECKING:
     from dynbcdi.geometry import BraggGeometry
@@ -39,6 +39,11 @@ ELECTRON_VOLT_J = 1.602176634e-19  # exact (SI 2019); CXI stores energies in J
 CXI_VERSION = 150
 FORMAT_VERSION = 1
 _ROOT = "entry_1/dynbcdi"
+
+
+# What to do instead of storing NaN/Inf (in the one-line error of Dataset).
+FINITE_HINT = {"intensity": "mark bad pixels invalid (valid = False) and store a finite count there",
+               "truth": "the ground-truth crystal function must be finite"}
 
 
 @dataclass
@@ -76,6 +81,23 @@ class Dataset:
             raise ValueError(f"spacing_m must be three positive lengths (dz, dy, dx), got {self.spacing_m}")
         if self.truth is not None and np.asarray(self.truth).ndim != 3:
             raise ValueError(f"truth must be (Z, Y, X), got shape {np.asarray(self.truth).shape}")
+        self._check_against_geometry()
+        for name in ("intensity", "truth"):  # a NaN would propagate into every model and loss silently
+            values = getattr(self, name)
+            if values is not None and not np.isfinite(values).all():
+                raise ValueError(f"{name} has {int((~np.isfinite(values)).sum())} NaN/Inf values of "
+                                 f"{np.size(values)}; {FINITE_HINT[name]}")
+
+    def _check_against_geometry(self) -> None:
+        """One frame per rocking angle and the geometry's detector (rows, cols)."""
+        n_frames, rows, cols = self.intensity.shape
+        n_angles = len(np.atleast_1d(self.geometry.rocking_angles_rad))
+        if n_frames != n_angles:
+            raise ValueError(f"intensity has {n_frames} frame(s) but the geometry has {n_angles} rocking angles: "
+                             "one frame per rocking angle is needed")
+        if (rows, cols) != tuple(self.geometry.detector_shape):
+            raise ValueError(f"intensity frames of {rows} × {cols} pixels do not match the geometry's detector "
+                             f"(rows, cols) = {tuple(self.geometry.detector_shape)}")
 
 
 # --- dataclass <-> flat dict of numpy values -------------------------------------------------
@@ -147,10 +169,7 @@ def check_dataset_target(path: str | os.PathLike, overwrite: bool, how: str = "o
     p = Path(path)
     if p.suffix not in (".cxi", ".npz"):
         raise ValueError(f"dataset file must end in .cxi or .npz, got {str(p)!r}")
-    check_output_path(p, "dataset file")
-    if p.exists() and not overwrite:
-        raise FileExistsError(f"{p} exists; pass {how} to replace it")
-    return p
+    return check_new_output(p, "dataset file", overwrite=overwrite, remedy=f"pass {how} to replace it")
 
 
 # --- CXI ------------------------------------------------------------------------------------
@@ -248,11 +267,6 @@ def _build(path: Path, *, intensity, valid, geometry, reflection, spacing_m, tru
         )
     except (ValueError, TypeError) as err:
         raise ValueError(f"{path}: invalid dynbcdi dataset: {err}") from None
-    geo, shape = dataset.geometry, dataset.intensity.shape
-    expected = (len(np.atleast_1d(geo.rocking_angles_rad)), *tuple(geo.detector_shape))
-    if shape != expected:
-        raise ValueError(f"{path}: intensity shape {shape} does not match the geometry's "
-                         f"(rocking angles, rows, cols) = {expected}")
     return dataset
 
 

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_input_file", "sniff_format", "open_hdf5", "load_npy", "load_npz", "check_output_path"]
+__all__ = ["check_input_file", "sniff_format", "open_hdf5", "load_npy", "load_npz", "check_output_path",
+           "check_new_output"]
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _NPY_MAGIC = b"\x93NUMPY"
@@ -127,6 +128,24 @@ def check_output_path(path: str | os.PathLike, what: str = "output file", *, dir
             if not os.access(parent, os.W_OK):
                 raise ValueError(f"{p}: cannot create the {what}: no write permission in {parent}")
             break
+    return p
+
+
+def check_new_output(path: str | os.PathLike, what: str = "output file", *, directory: bool = False,
+                     overwrite: bool = False, remedy: str = "pass --overwrite to replace it") -> Path:
+    """:func:`check_output_path`, and no silent overwrite: an existing file (``directory=False``) or a
+    non-empty existing folder (``directory=True``) is refused with a one-line FileExistsError unless
+    ``overwrite``. ``remedy`` ends the message: how the user allows it ("pass --overwrite ...").
+
+    The one no-overwrite check of the CLI commands, the dataset and result writers and the demo.
+    """
+    p = check_output_path(path, what, directory=directory)
+    if overwrite:
+        return p
+    if directory and p.is_dir() and any(p.iterdir()):
+        raise FileExistsError(f"{what} {p} is not empty; {remedy}")
+    if not directory and p.exists():
+        raise FileExistsError(f"{p} exists; {remedy}")
     return p
 
 

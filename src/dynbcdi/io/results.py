@@ -38,7 +38,7 @@ import h5py
 import numpy as np
 
 import dynbcdi
-from dynbcdi.io.filecheck import check_input_file, check_output_path, load_npz, open_hdf5, sniff_format
+from dynbcdi.io.filecheck import check_input_file, check_new_output, load_npz, open_hdf5, sniff_format
 
 __all__ = ["ReconstructionFile", "save_result", "load_result"]
 
@@ -78,9 +78,7 @@ def _check_inputs(path, obj, spacing_m, support, history, overwrite) -> tuple[Pa
     path = Path(path)
     if path.suffix not in (".cxi", ".h5", ".hdf5", ".npz"):
         raise ValueError(f"result file must end in .cxi, .h5, .hdf5 or .npz, got {str(path)!r}")
-    check_output_path(path, "result file")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    check_new_output(path, "result file", overwrite=overwrite, remedy="pass overwrite=True to replace it")
     obj = np.asarray(obj)
     if obj.ndim != 3 or not np.iscomplexobj(obj):
         raise ValueError(f"obj must be a complex (Z, Y, X) array, got {obj.dtype} {obj.shape}")

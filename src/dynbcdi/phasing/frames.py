@@ -134,6 +134,21 @@ def grid_shape_for(
     return tuple(int(2 * h) for h in half_zyx)
 
 
+def check_grid_z(grid_z: int | None, realspace_basis: np.ndarray, detector_shape: tuple[int, int, int],
+                 spacing_m: tuple[float, float, float], support: np.ndarray, what: str = "the crystal") -> None:
+    """One-line ValueError when a requested number of grid z planes ``grid_z`` cannot hold ``support``.
+
+    ``support``: (N, rows, cols) bool, detector frame. The grid-frame conversion would otherwise crop
+    the crystal silently; 0 and negative counts are refused the same way. None (automatic size) passes.
+    """
+    if grid_z is None:
+        return
+    needed = grid_shape_for(realspace_basis, detector_shape, spacing_m, support=support, margin_vox=0)[0]
+    if grid_z < max(needed, 1):
+        raise ValueError(f"--grid-z {grid_z} is too small: {what} spans {needed} z planes of "
+                         f"{spacing_m[0] * 1e9:.3g} nm; give at least {max(needed, 1)}, or omit it")
+
+
 def _frame_rows(frame: Any) -> np.ndarray:
     """(3, 3) matrix whose rows are the grid unit vectors x, y, z in lab components."""
     rows = np.array([frame.x, frame.y, frame.z], float) if hasattr(frame, "x") else np.asarray(frame, float)

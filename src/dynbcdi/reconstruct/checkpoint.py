@@ -7,6 +7,7 @@ A checkpoint is one ``torch.save`` file written to ``<name>.tmp`` and moved over
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +35,19 @@ def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any]) -> Path
 def load_checkpoint(directory: str | os.PathLike, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Read the checkpoint of ``directory`` onto ``device``.
 
-    Raises ``FileNotFoundError`` when there is none and ``ValueError`` for an unknown format.
+    Raises ``FileNotFoundError`` when there is none and a one-line ``ValueError`` naming the file for an
+    empty, truncated or corrupt file and for an unknown format.
     """
     path = checkpoint_path(directory)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint to resume from: {path}")
-    state = torch.load(path, map_location=device, weights_only=True)
-    if state.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {state.get('format_version')!r}, "
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError) as err:  # torch's are long
+        raise ValueError(f"{path}: unreadable checkpoint (empty, truncated or corrupt: {type(err).__name__}); "
+                         "start again with --overwrite instead of --resume") from None
+    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+        version = state.get("format_version") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path}: checkpoint format {version!r}, "
                          f"expected {FORMAT_VERSION}")
     return state

@@ -45,14 +45,22 @@ def truth_figure(dataset: Dataset) -> Figure:
     return complex_slices({"ground truth": dataset.truth}, dataset.spacing_m)
 
 
+FIGURES = {"rocking_curves": rocking_curve_figure, "truth_slices": truth_figure}
+
+
+def figure_paths(stem: str | Path) -> dict[str, Path]:
+    """``{name: <stem>_<name>.png}`` of the figures :func:`write_figures` writes (checked before simulating)."""
+    stem = Path(stem)
+    return {name: stem.with_name(f"{stem.name}_{name}.png") for name in FIGURES}
+
+
 def write_figures(dataset: Dataset, stem: str | Path, overwrite: bool = False) -> list[Path]:
     """Write ``<stem>_rocking_curves.png`` and ``<stem>_truth_slices.png``; returns the paths."""
-    stem = Path(stem)
+    from dynbcdi.io.filecheck import check_new_output
+
     out = []
-    for suffix, make in (("rocking_curves", rocking_curve_figure), ("truth_slices", truth_figure)):
-        path = stem.with_name(f"{stem.name}_{suffix}.png")
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite to replace it")
-        make(dataset).savefig(path, dpi=150)
+    for name, path in figure_paths(stem).items():
+        check_new_output(path, "figure", overwrite=overwrite, remedy="pass overwrite to replace it")
+        FIGURES[name](dataset).savefig(path, dpi=150)
         out.append(path)
     return out

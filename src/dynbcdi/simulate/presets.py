@@ -104,9 +104,9 @@ def sized_preset(name: str, size: int | None = None, device: str = "cpu") -> Sim
     the rocking range (:func:`dynbcdi.simulate.scan.fit_z_sampling`)."""
     from dynbcdi.simulate.scan import fit_z_sampling
 
+    config = preset(name)  # an unknown name: one-line ValueError, before CPU_SIZES is looked up
     if size is None and not str(device).startswith("cuda"):
         size = CPU_SIZES[name]
-    config = preset(name)
     return config if size is None else fit_z_sampling(resize(config, size))
 
 

@@ -79,7 +79,11 @@ def build_shape(cfg: CrystalConfig, crystal, rotation: np.ndarray, grid_shape: S
         return shapes.polyhedron(grid_shape, spacing_m, facets[0], facets[1], smooth_m=cfg.smooth_m), facets
     if cfg.shape == "sphere":
         return shapes.sphere(grid_shape, spacing_m, cfg.size_m[0], smooth_m=cfg.smooth_m), None
-    mask = np.load(cfg.mask_file, allow_pickle=False)
+    from dynbcdi.io.filecheck import check_input_file, load_npy
+
+    mask = load_npy(check_input_file(cfg.mask_file, "crystal mask file (.npy)"), "crystal mask file")
+    if not np.isfinite(mask).all():
+        raise ValueError(f"crystal.mask_file {cfg.mask_file!r} has {int((~np.isfinite(mask)).sum())} NaN/Inf values")
     if tuple(mask.shape) != tuple(grid_shape):
         raise ValueError(f"crystal.mask_file {cfg.mask_file!r} has shape {mask.shape}, the grid is {tuple(grid_shape)}")
     return shapes.from_mask(mask, cfg.smooth_m and cfg.smooth_m / min(spacing_m)), None

@@ -80,9 +80,9 @@ def claim_run_dir(run_dir: Path, config: RunConfig, stages: list[Stage], overwri
     With ``overwrite`` the stage folders and files of a previous run are removed (other files are
     left alone). Raises FileExistsError (one line) when refusing, before anything is computed.
     """
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise FileExistsError(f"output {run_dir} exists and is not a folder")
+    from dynbcdi.io.filecheck import check_output_path
+
+    run_dir = check_output_path(run_dir, "run folder", directory=True)  # not a file, nor under one
     ident = measurement_id(config)
     owner = _read_run_file(run_dir)
     occupied = run_dir.exists() and any(run_dir.iterdir())

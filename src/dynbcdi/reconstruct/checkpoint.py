@@ -1,7 +1,10 @@
-"""Atomic checkpoints of a reconstruction run (parameters, optimiser, scheduler, RNG, history).
+"""Atomic checkpoints of a reconstruction run (parameters, optimiser, scheduler, RNG, history,
+position inside the epoch).
 
-A checkpoint is one ``torch.save`` file written to ``<name>.tmp`` and moved over the target with
-``os.replace``, so an interruption never leaves a truncated checkpoint behind.
+A checkpoint is one ``torch.save`` file written to ``<name>.tmp``, flushed to disk and moved over
+the target with ``os.replace``, so an interruption never leaves a truncated checkpoint behind. A
+file that is damaged anyway (copied in part, edited, disk trouble) is reported as unreadable in one
+line, not with torch's unpickling message.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from typing import Any
 import torch
 
 CHECKPOINT_NAME = "checkpoint.pt"
-FORMAT_VERSION = 2  # 2: measurement terms by state-dict name, history by column name
+# 2: measurement terms by state-dict name, history by column name;
+# 3: position inside the epoch (permutation, next mini-batch, losses so far) for Ctrl-C + resume
+FORMAT_VERSION = 3
 
 
 def checkpoint_path(directory: str | os.PathLike) -> Path:
@@ -26,7 +31,10 @@ def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any]) -> Path
     path = checkpoint_path(directory)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
+    with open(tmp, "wb") as fh:
+        torch.save({"format_version": FORMAT_VERSION, **state}, fh)
+        fh.flush()
+        os.fsync(fh.fileno())  # the rename must not reach the disk before the data
     os.replace(tmp, path)
     return path
 
@@ -34,13 +42,26 @@ def save_checkpoint(directory: str | os.PathLike, state: dict[str, Any]) -> Path
 def load_checkpoint(directory: str | os.PathLike, device: torch.device | str = "cpu") -> dict[str, Any]:
     """Read the checkpoint of ``directory`` onto ``device``.
 
-    Raises ``FileNotFoundError`` when there is none and ``ValueError`` for an unknown format.
+    Raises ``FileNotFoundError`` when there is none, ``ValueError`` (one line naming the file) when
+    it is unreadable (empty, truncated, corrupted, not a checkpoint) or of another format version;
+    ``OSError`` (e.g. no permission) as raised.
     """
     path = checkpoint_path(directory)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint to resume from: {path}")
-    state = torch.load(path, map_location=device, weights_only=True)
-    if state.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {state.get('format_version')!r}, "
-                         f"expected {FORMAT_VERSION}")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except OSError:
+        raise
+    except Exception as err:  # torch raises UnpicklingError, EOFError, RuntimeError ... for damaged files
+        raise ValueError(f"{path}: checkpoint is unreadable (empty, truncated or corrupted: "
+                         f"{type(err).__name__}), it cannot be resumed; start the run afresh") from err
+    version = state.get("format_version") if isinstance(state, dict) else None
+    if version is None:
+        raise ValueError(f"{path}: not a dynbcdi checkpoint (unreadable as one), it cannot be resumed; "
+                         "start the run afresh")
+    if version != FORMAT_VERSION:
+        age = "an older" if isinstance(version, int) and version < FORMAT_VERSION else "another"
+        raise ValueError(f"{path}: checkpoint format {version!r} was written by {age} dynbcdi version; this one "
+                         f"reads format {FORMAT_VERSION}, it cannot be resumed; start the run afresh")
     return state

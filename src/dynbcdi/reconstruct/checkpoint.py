@@ -10,7 +10,9 @@ line, not with torch's unpickling message.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
+from typing import BinaryIO
 from typing import Any
 
 import torch
@@ -49,13 +51,14 @@ def load_checkpoint(directory: str | os.PathLike, device: torch.device | str = "
     path = checkpoint_path(directory)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint to resume from: {path}")
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except OSError:
-        raise
-    except Exception as err:  # torch raises UnpicklingError, EOFError, RuntimeError ... for damaged files
-        raise ValueError(f"{path}: checkpoint is unreadable (empty, truncated or corrupted: "
-                         f"{type(err).__name__}), it cannot be resumed; start the run afresh") from err
+    with open(path, "rb") as fh:  # OSError (no permission ...) as raised
+        try:
+            _check_crc(fh)
+            fh.seek(0)
+            state = torch.load(fh, map_location=device, weights_only=True)
+        except Exception as err:  # UnpicklingError, EOFError, RuntimeError, OSError(EINVAL) ... from torch
+            raise ValueError(f"{path}: checkpoint is unreadable (empty, truncated or corrupted: "
+                             f"{_one_line(err)}), it cannot be resumed; start the run afresh") from err
     version = state.get("format_version") if isinstance(state, dict) else None
     if version is None:
         raise ValueError(f"{path}: not a dynbcdi checkpoint (unreadable as one), it cannot be resumed; "
@@ -65,3 +68,18 @@ def load_checkpoint(directory: str | os.PathLike, device: torch.device | str = "
         raise ValueError(f"{path}: checkpoint format {version!r} was written by {age} dynbcdi version; this one "
                          f"reads format {FORMAT_VERSION}, it cannot be resumed; start the run afresh")
     return state
+
+
+def _check_crc(fh: BinaryIO) -> None:
+    """Raise unless every record of the torch zip file matches its CRC-32: torch's reader does not
+    check them, and a flipped byte in tensor data would load as a silently different state."""
+    with zipfile.ZipFile(fh) as archive:
+        bad = archive.testzip()
+    if bad is not None:
+        raise ValueError(f"record {bad} fails its CRC-32 check")
+
+
+def _one_line(err: BaseException) -> str:
+    """The zip layer's and our own short messages; for torch's (long, "file a PyTorch issue") the type."""
+    text = " ".join(str(err).split())
+    return text if isinstance(err, (zipfile.BadZipFile, ValueError)) and text else type(err).__name__

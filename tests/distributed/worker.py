@@ -173,7 +173,8 @@ def main(out: Path) -> None:
         # Ctrl-C reaches rank 1 alone, mid-epoch (3 calls estimate the scale, then 1 per mini-batch):
         # both ranks must stop at the same mini-batch boundary
         ckpt = out / f"ckpt_rank{comm.rank}"
-        stopped = run_reconstruct(comm, 4, checkpoint_dir=ckpt, ctrl_c_call=3 + N_BATCHES + 2 if comm.rank else None)
+        ctrl_c_call = 3 + N_BATCHES + 2 if comm.rank == 1 else None
+        stopped = run_reconstruct(comm, 4, checkpoint_dir=ckpt, ctrl_c_call=ctrl_c_call)
         result |= {"stopped_interrupted": stopped["interrupted"], "stopped_epochs": stopped["epochs"]}
         if comm.rank == 0:
             from dynbcdi.reconstruct.checkpoint import load_checkpoint

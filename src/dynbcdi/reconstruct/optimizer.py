@@ -354,8 +354,10 @@ class _Run:
         returns the mean mini-batch (fit, free) losses, None when Ctrl-C stopped it part-way."""
         if self.position is None:
             n = self.n_angles
+            self.clean = False  # the generator advances before the position records its draw
             perm = torch.randperm(n, generator=self.generator).to(self.device)
             self.position = EpochPosition(perm, min(self.config.optimizer.n_batches, n))
+            self.clean = True
         pos = self.position
         batches = torch.tensor_split(pos.perm, pos.n_batches)
         for k in range(pos.next_batch, pos.n_batches):
@@ -451,7 +453,9 @@ class _Run:
 
     def _where(self) -> str:
         pos = self.position
-        return "before its first mini-batch" if pos is None else f"before mini-batch {pos.next_batch + 1}/{pos.n_batches}"
+        if pos is None:
+            return "before its first mini-batch"
+        return f"before mini-batch {pos.next_batch + 1}/{pos.n_batches}"
 
     def _save_on_keyboard_interrupt(self, checkpoint_dir: str | os.PathLike | None, t0: float) -> None:
         """A KeyboardInterrupt (second Ctrl-C, or raised by the model or a callback) propagates; the

@@ -254,3 +254,21 @@ def test_cli_ctrl_c_then_resume_is_bit_identical(tiny_scan, tmp_path):
     resumed, straight = (load_result(tmp_path / d / "reconstruction.cxi") for d in ("interrupted", "straight"))
     assert straight.metadata["epochs"] == resumed.metadata["epochs"]
     assert np.array_equal(straight.obj, resumed.obj)
+
+
+def test_cli_seed_and_no_progress(tiny_scan, tmp_path, capsys):
+    from dynbcdi.cli.main import main
+    from dynbcdi.io import load_result
+
+    args = ["reconstruct", tiny_scan["scan"], "--init", tiny_scan["init"], "--start", "as-is", "--model",
+            "kinematic", "--epochs", "2"]
+    assert main([*args, "--out", str(tmp_path / "seed3"), "--seed", "3", "--no-progress"]) == 0
+    quiet = capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "seed0")]) == 0
+    assert "reconstruct:" in capsys.readouterr().err and "reconstruct:" not in quiet  # the tqdm bar
+    seeded, default = (load_result(tmp_path / d / "reconstruction.cxi") for d in ("seed3", "seed0"))
+    assert seeded.metadata["config"]["seed"] == 3 and default.metadata["config"]["seed"] == 0
+    assert not np.array_equal(seeded.obj, default.obj)  # another mini-batch order
+    with pytest.raises(SystemExit) as exit_code:
+        main([*args, "--out", str(tmp_path / "bad"), "--seed", "-1"])
+    assert exit_code.value.code == 2 and "--seed: must be ≥ 0" in capsys.readouterr().err

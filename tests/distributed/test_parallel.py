@@ -60,9 +60,13 @@ def test_checkpoint_by_rank0_only_and_resume_by_broadcast(two_rank_run, worker):
     assert not (two_rank_run / "ckpt_rank1").exists()
     torch.set_num_threads(1)
     straight = worker.run_reconstruct(None, 4)
+    ranks = [np.load(two_rank_run / f"rank{r}.npz") for r in range(2)]
+    # Ctrl-C on rank 1 alone in mini-batch 2 of epoch 2: both stop before mini-batch 3
+    assert all(r["stopped_interrupted"] and r["stopped_epochs"] == 1 for r in ranks)
+    assert ranks[0]["stopped_next_batch"] == 2
     for r in range(2):
-        resumed = np.load(two_rank_run / f"rank{r}.npz")
-        # 2 epochs + resumed 2 on 2 ranks vs 4 straight epochs on 1: same tolerance as above
+        resumed = ranks[r]
+        # interrupted mid-epoch and resumed on 2 ranks vs 4 straight epochs on 1: same tolerance as above
         for key in ("S", "offsets", "loss"):
             np.testing.assert_allclose(resumed[f"resumed_{key}"], straight[key], rtol=1e-10, atol=1e-12,
                                        err_msg=f"rank {r} {key}")

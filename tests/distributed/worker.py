@@ -8,6 +8,7 @@ for the single-process references, so both runs share one implementation of the 
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -87,18 +88,28 @@ def recon_config(epochs: int):
 
 
 def run_reconstruct(comm: Communicator | None, epochs: int, checkpoint_dir: Path | None = None,
-                    resume: bool = False) -> dict[str, np.ndarray]:
-    """dynbcdi.reconstruct on the tiny problem from a perturbed start; final S, offsets, losses."""
+                    resume: bool = False, ctrl_c_call: int | None = None) -> dict[str, np.ndarray]:
+    """dynbcdi.reconstruct on the tiny problem from a perturbed start; final S, offsets, losses.
+    ctrl_c_call: press Ctrl-C (SIGINT to this process) during that model call."""
     from dynbcdi.reconstruct import reconstruct
+
+    calls = 0
+
+    def model(S: torch.Tensor, dq: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        if calls == ctrl_c_call:
+            signal.raise_signal(signal.SIGINT)
+        return tiny_model(S, dq)
 
     truth, dq, data = tiny_problem()
     idx = torch.arange(N_GRID, dtype=torch.float64) - N_GRID // 2
     z, y, x = torch.meshgrid(idx, idx, idx, indexing="ij")
     init = 0.9 * truth * torch.polar(torch.ones_like(x), 0.3 * torch.cos(0.5 * y) + 0.02 * x * z)
-    res = reconstruct(data.numpy(), np.ones(data.shape[1:], bool), dq.numpy(), tiny_model, init.numpy(),
+    res = reconstruct(data.numpy(), np.ones(data.shape[1:], bool), dq.numpy(), model, init.numpy(),
                       recon_config(epochs), checkpoint_dir=checkpoint_dir, resume=resume, comm=comm)
     return {"S": res.S, "offsets": res.offsets, "loss": res.history.loss, "scale": np.array(res.scale),
-            "support": res.support}
+            "support": res.support, "interrupted": np.array(res.interrupted), "epochs": np.array(res.epochs)}
 
 
 def simulate_small(comm: Communicator | None) -> dict[str, np.ndarray]:
@@ -150,6 +161,7 @@ def main(out: Path) -> None:
     """Run every 2-process scenario and save this rank's results to ``out/rank<r>.npz``."""
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if the launcher's SIGINT is ignored
     comm = init_distributed(device="cpu")
     try:
         check_collectives(comm)
@@ -158,8 +170,16 @@ def main(out: Path) -> None:
         result |= {f"sim_{k}": v for k, v in simulate_small(comm).items()}
         # each rank gets its own directory: only rank 0's may receive a checkpoint, and the
         # resume must reach rank 1 by broadcast (no shared file needed)
+        # Ctrl-C reaches rank 1 alone, mid-epoch (3 calls estimate the scale, then 1 per mini-batch):
+        # both ranks must stop at the same mini-batch boundary
         ckpt = out / f"ckpt_rank{comm.rank}"
-        run_reconstruct(comm, 2, checkpoint_dir=ckpt)
+        ctrl_c_call = 3 + N_BATCHES + 2 if comm.rank == 1 else None
+        stopped = run_reconstruct(comm, 4, checkpoint_dir=ckpt, ctrl_c_call=ctrl_c_call)
+        result |= {"stopped_interrupted": stopped["interrupted"], "stopped_epochs": stopped["epochs"]}
+        if comm.rank == 0:
+            from dynbcdi.reconstruct.checkpoint import load_checkpoint
+
+            result["stopped_next_batch"] = np.array(load_checkpoint(ckpt)["position"]["next_batch"])
         result |= {f"resumed_{k}": v for k, v in run_reconstruct(comm, 4, ckpt, resume=True).items()}
         np.savez(out / f"rank{comm.rank}.npz", **result)
     finally:

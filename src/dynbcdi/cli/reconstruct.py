@@ -57,7 +57,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                                                    "too few to hold the crystal is an error)")
     parser.add_argument("--device", help="torch device, e.g. cpu or cuda (overrides the config)")
     parser.add_argument("--epochs", type=int, help="maximum epochs (overrides the config)")
-    parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint")
+    parser.add_argument("--seed", type=_seed, help="seed of the mini-batch order, also in the start selection's "
+                                                   "trial epochs (overrides the config; default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from DIR/checkpoint (after Ctrl-C: from the mini-batch where it stopped, "
+                             "bit-for-bit the uninterrupted run)")
     parser.add_argument("--overwrite", action="store_true",
                         help="allow a non-empty DIR: replace its results (and, without --resume, its checkpoint)")
     parser.add_argument("--distributed", action="store_true",
@@ -65,6 +70,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                              "else gloo); rank 0 writes the files, see docs/distributed.md")
     parser.set_defaults(func=run)
     return parser
+
+
+def _seed(text: str) -> int:
+    """argparse type of ``--seed``: an integer ≥ 0 (torch.Generator.manual_seed)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {value}")
+    return value
 
 
 def _config(args: argparse.Namespace, measured: bool) -> ReconstructionConfig:
@@ -79,6 +92,8 @@ def _config(args: argparse.Namespace, measured: bool) -> ReconstructionConfig:
     resolve_device(cfg.device)
     if args.epochs is not None:
         cfg = cfg.replace(epochs=args.epochs)
+    if args.seed is not None:
+        cfg = cfg.replace(seed=args.seed)
     return cfg
 
 
@@ -180,6 +195,15 @@ def run(args: argparse.Namespace) -> int:
         comm.close()
 
 
+def _print_second_interrupt(checkpoint_dir: Path) -> None:
+    from dynbcdi.reconstruct.checkpoint import checkpoint_path
+
+    if checkpoint_path(checkpoint_dir).is_file():
+        print(f"interrupted at once; continue from the last state saved in {checkpoint_dir} with --resume")
+    else:
+        print("interrupted at once, before any state was saved")
+
+
 def _run(args: argparse.Namespace, cfg: ReconstructionConfig, dataset, comm: Communicator) -> int:
     from dynbcdi.io import save_result
 
@@ -190,15 +214,21 @@ def _run(args: argparse.Namespace, cfg: ReconstructionConfig, dataset, comm: Com
         init = choose_start(dataset, init, cfg, model=model)
     if comm.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=cfg.epochs, unit="epoch", desc="reconstruct", disable=not comm.is_main) as bar:
+    bar = tqdm(total=cfg.epochs, unit="epoch", desc="reconstruct", disable=args.no_progress or not comm.is_main)
+    with bar:
         def progress(record) -> None:
             bar.n = record.epoch
             bar.set_postfix(loss=f"{record.loss:.4g}", lr=f"{record.lr:.3g}", refresh=False)
             bar.refresh()
 
-        result = reconstruct(dataset.intensity, dataset.valid, dataset.geometry.dq_grid(), model, init, cfg,
-                             checkpoint_dir=out / CHECKPOINT_DIR, resume=args.resume, progress=progress,
-                             comm=comm, rocking_step_rad=rocking_step_rad(dataset.geometry))
+        try:
+            result = reconstruct(dataset.intensity, dataset.valid, dataset.geometry.dq_grid(), model, init, cfg,
+                                 checkpoint_dir=out / CHECKPOINT_DIR, resume=args.resume, progress=progress,
+                                 comm=comm, rocking_step_rad=rocking_step_rad(dataset.geometry))
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once (the library saved what it could)
+            if comm.is_main:
+                _print_second_interrupt(out / CHECKPOINT_DIR)
+            return 130
     if not comm.is_main:
         return 130 if result.interrupted else 0
     if result.interrupted:

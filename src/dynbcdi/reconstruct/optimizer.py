@@ -11,6 +11,14 @@ sub-chunks of ``chunk_size`` angles, so peak memory is that of one chunk. The ep
 ``ReduceLROnPlateau``; shrink-wrap tightens the support of s every few epochs. A non-finite loss or
 gradient skips the step, rolls parameters and optimiser back to the last good state and halves the
 learning rate. Checkpoints make ``resume=True`` continue bit-for-bit.
+
+Ctrl-C (:mod:`dynbcdi.reconstruct.interrupt`) is a request: the loop stops at the next mini-batch
+boundary, saves a checkpoint that records the position inside the epoch (its permutation, the next
+mini-batch, the mini-batch losses so far) and returns an ``interrupted`` result; resuming finishes
+that same epoch, so the run is bit-for-bit the uninterrupted one. A second Ctrl-C, or a
+KeyboardInterrupt raised by the model or a callback, propagates at once; the checkpoint is then
+written only if no update was in progress (the state is that of a mini-batch boundary), otherwise
+the last one is kept.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from dynbcdi.forward.terms import TermOptions
 from dynbcdi.reconstruct.checkpoint import load_checkpoint, save_checkpoint
 from dynbcdi.reconstruct.config import ReconstructionConfig, StoppingConfig, TermConfig
 from dynbcdi.reconstruct.evaluate import FitStatistics, fit_statistics, free_pixel_mask
+from dynbcdi.reconstruct.interrupt import StopRequest, stop_on_sigint
 from dynbcdi.reconstruct.loss import amplitude_loss, atv, poisson_loss
 from dynbcdi.reconstruct.parameters import CrystalParameters, ForwardFn, estimate_log_scale, init_parameters
 from dynbcdi.reconstruct.validation import validate_inputs
@@ -89,6 +98,29 @@ class History:
 
 
 @dataclass
+class EpochPosition:
+    """Where the current epoch stands: its angle permutation perm (N,), split into ``n_batches``
+    mini-batches; ``next_batch`` is the first not yet taken; ``losses`` the (fit, free) losses of
+    those taken (a rolled-back mini-batch has none)."""
+
+    perm: torch.Tensor
+    n_batches: int
+    next_batch: int = 0
+    losses: list[tuple[float, float]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain form for a checkpoint (the permutation on the CPU)."""
+        return {"perm": self.perm.cpu(), "n_batches": self.n_batches, "next_batch": self.next_batch,
+                "losses": [list(loss) for loss in self.losses]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], device: torch.device) -> EpochPosition:
+        """Inverse of :meth:`as_dict`, the permutation on ``device``."""
+        return cls(d["perm"].to(device), int(d["n_batches"]), int(d["next_batch"]),
+                   [(float(a), float(b)) for a, b in d["losses"]])
+
+
+@dataclass
 class ReconstructionResult:
     """Result of :func:`reconstruct`; arrays on the grid frame, indexed (z, y, x).
 
@@ -116,7 +148,7 @@ class ReconstructionResult:
 
     @property
     def interrupted(self) -> bool:
-        """True when the run was stopped by Ctrl-C (KeyboardInterrupt)."""
+        """True when the run was stopped by Ctrl-C (at a mini-batch boundary, checkpoint saved)."""
         return self.stopped_reason == "interrupted"
 
 
@@ -155,8 +187,10 @@ def reconstruct(intensity: np.ndarray, valid: np.ndarray, dq: np.ndarray, model:
     init : (Z, Y, X) complex initial object on the model's grid (Y, X) = (R, C) (e.g. the
     kinematic phasing result converted to the grid frame); its phase is unwrapped.
     checkpoint_dir : where checkpoints go (every ``config.checkpoint_every`` epochs and at the end);
-    resume : continue from the checkpoint there; progress : called after every epoch;
-    callback : called as ``callback(epoch, params)`` after every epoch, True stops the run.
+    resume : continue from the checkpoint there (also from the middle of an epoch after Ctrl-C);
+    progress : called after every epoch; callback : called as ``callback(epoch, params)`` after
+    every epoch, True stops the run. Ctrl-C stops the run at the next mini-batch boundary (result
+    ``interrupted``, checkpoint saved); a second Ctrl-C raises KeyboardInterrupt.
     comm : data parallelism over the angles (:mod:`dynbcdi.distributed`): each rank evaluates its
     shard of every mini-batch, gradient and loss sums are all-reduced, rank 0 alone writes
     checkpoints and reads the one it resumes from; None = one process.
@@ -230,6 +264,8 @@ class _Run:
         self.rollbacks = 0
         self.failures_in_row = 0
         self.good = self._capture_good()
+        self.position: EpochPosition | None = None  # None between epochs
+        self.clean = True  # False while an update is half done (no checkpoint can be taken then)
 
     def leaves(self) -> list[torch.Tensor]:
         """Every optimised tensor: crystal and measurement-term parameters."""
@@ -299,25 +335,46 @@ class _Run:
             if group.get("start_epoch", 0) > self.epoch:
                 for t in group["params"]:
                     t.grad = None
+        self.clean = False  # from here on the parameters change
         self.good = self._capture_good()
         self.optimizer.step()
         p.project()
         self.measure.project()
         return total, (free if self.has_free else math.nan)
 
-    def _epoch(self) -> tuple[float, float]:
-        """One pass over all angles in random mini-batches; returns the mean mini-batch (fit, free) losses."""
-        n = self.n_angles
-        perm = torch.randperm(n, generator=self.generator).to(self.device)
-        losses = []
-        for batch in torch.tensor_split(perm, min(self.config.optimizer.n_batches, n)):
-            loss = self._step(batch)
+    def _stop_requested(self, stop: StopRequest) -> bool:
+        """Ctrl-C pressed on any rank (all ranks must stop at the same mini-batch boundary)."""
+        if self.comm.world_size == 1:
+            return stop.requested
+        (pressed,) = reduce_sums(self.comm, float(stop.requested))
+        return pressed > 0
+
+    def _epoch(self, stop: StopRequest) -> tuple[float, float] | None:
+        """One pass over all angles in random mini-batches, or the rest of the epoch in progress;
+        returns the mean mini-batch (fit, free) losses, None when Ctrl-C stopped it part-way."""
+        if self.position is None:
+            n = self.n_angles
+            self.clean = False  # the generator advances before the position records its draw
+            perm = torch.randperm(n, generator=self.generator).to(self.device)
+            self.position = EpochPosition(perm, min(self.config.optimizer.n_batches, n))
+            self.clean = True
+        pos = self.position
+        batches = torch.tensor_split(pos.perm, pos.n_batches)
+        for k in range(pos.next_batch, pos.n_batches):
+            if self._stop_requested(stop):
+                return None
+            loss = self._step(batches[k])  # marks the state unclean before it changes it
+            self.clean = False
             if loss is None:
                 self._rollback("non-finite loss or gradient")
-                continue
-            self.failures_in_row = 0
-            losses.append(loss)
-        return tuple(np.mean(losses, axis=0)) if losses else (math.nan, math.nan)
+            else:
+                self.failures_in_row = 0
+                pos.losses.append(loss)
+            pos.next_batch = k + 1
+            self.clean = True
+        self.clean = False  # until _after_epoch has recorded the epoch
+        self.position = None
+        return tuple(np.mean(pos.losses, axis=0)) if pos.losses else (math.nan, math.nan)
 
     @torch.no_grad()
     def _shrink_wrap(self) -> None:
@@ -346,6 +403,7 @@ class _Run:
                              self.elapsed_s + time.perf_counter() - t0,
                              int(self.params.support.sum()), self.rollbacks, float(free))
         self.history.records.append(record)
+        self.clean = True
         log.debug("epoch %d loss %.6g free %.6g lr %.3g", record.epoch, record.loss, record.free_loss, record.lr)
         if progress is not None:
             progress(record)
@@ -354,28 +412,16 @@ class _Run:
              callback: CallbackFn | None, evaluate: bool = True) -> ReconstructionResult:
         """Run epochs until convergence, max epochs, interruption or a callback stop."""
         t0 = time.perf_counter()
-        reason = "max_epochs"
-        try:
-            while self.epoch < self.config.epochs:
-                losses = self._epoch()
-                self._after_epoch(losses, t0, progress)
-                if self.failures_in_row >= self.config.optimizer.max_rollbacks:
-                    reason = "non_finite"
-                    break
-                if callback is not None and callback(self.epoch, self.params):
-                    reason = "callback"
-                    break
-                if self._converged():
-                    reason = "converged"
-                    break
-                if (checkpoint_dir is not None and self.comm.is_main
-                        and self.epoch % self.config.checkpoint_every == 0):
-                    save_checkpoint(checkpoint_dir, self.state(t0))
-        except KeyboardInterrupt:
-            reason = "interrupted"
-            log.warning("interrupted during epoch %d; saving the current state", self.epoch + 1)
-        if checkpoint_dir is not None and self.comm.is_main:
-            save_checkpoint(checkpoint_dir, self.state(t0))
+        with stop_on_sigint() as stop:
+            try:
+                reason = self._epochs(checkpoint_dir, progress, callback, stop, t0)
+            except KeyboardInterrupt:
+                self._save_on_keyboard_interrupt(checkpoint_dir, t0)
+                raise
+            if reason == "interrupted":
+                log.warning("Ctrl-C: stopped in epoch %d %s", self.epoch + 1, self._where())
+            if checkpoint_dir is not None and self.comm.is_main:  # a first Ctrl-C here is only recorded
+                save_checkpoint(checkpoint_dir, self.state(t0))
         log.info("stopped after %d epochs: %s", self.epoch, reason)
         stats = None
         if evaluate and reason != "interrupted":
@@ -383,6 +429,46 @@ class _Run:
                                    self.free_valid, self.config.optimizer.chunk_size,
                                    self.config.loss.sqrt_floor, self.comm)
         return self.result(reason, stats)
+
+    def _epochs(self, checkpoint_dir: str | os.PathLike | None, progress: ProgressFn | None,
+                callback: CallbackFn | None, stop: StopRequest, t0: float) -> str:
+        """The epoch loop; returns the stop reason."""
+        while self.epoch < self.config.epochs:
+            if self.position is None and self._stop_requested(stop):
+                return "interrupted"
+            losses = self._epoch(stop)
+            if losses is None:
+                return "interrupted"
+            self._after_epoch(losses, t0, progress)
+            if self.failures_in_row >= self.config.optimizer.max_rollbacks:
+                return "non_finite"
+            if callback is not None and callback(self.epoch, self.params):
+                return "callback"
+            if self._converged():
+                return "converged"
+            if (checkpoint_dir is not None and self.comm.is_main
+                    and self.epoch % self.config.checkpoint_every == 0):
+                save_checkpoint(checkpoint_dir, self.state(t0))
+        return "max_epochs"
+
+    def _where(self) -> str:
+        pos = self.position
+        if pos is None:
+            return "before its first mini-batch"
+        return f"before mini-batch {pos.next_batch + 1}/{pos.n_batches}"
+
+    def _save_on_keyboard_interrupt(self, checkpoint_dir: str | os.PathLike | None, t0: float) -> None:
+        """A KeyboardInterrupt (second Ctrl-C, or raised by the model or a callback) propagates; the
+        state is saved only at a mini-batch boundary, where resuming continues bit-for-bit."""
+        if checkpoint_dir is None or not self.comm.is_main:
+            return
+        if self.clean:
+            save_checkpoint(checkpoint_dir, self.state(t0))
+            log.warning("interrupted in epoch %d %s; state saved in %s", self.epoch + 1, self._where(),
+                        checkpoint_dir)
+        else:
+            log.warning("interrupted in the middle of an update in epoch %d; the last checkpoint in %s is "
+                        "kept", self.epoch + 1, checkpoint_dir)
 
     def state(self, t0: float) -> dict[str, Any]:
         """Everything needed to continue the run bit-for-bit; the history is stored by column name."""
@@ -393,6 +479,7 @@ class _Run:
                 "failures_in_row": self.failures_in_row,
                 "elapsed_s": self.elapsed_s + time.perf_counter() - t0,
                 "history": self.history.as_columns(),
+                "position": None if self.position is None else self.position.as_dict(),
                 "config": self.config.to_dict()}
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -412,6 +499,8 @@ class _Run:
         self.epoch, self.rollbacks, self.elapsed_s = state["epoch"], state["rollbacks"], state["elapsed_s"]
         self.failures_in_row = state["failures_in_row"]
         self.history = History.from_columns(state["history"])
+        pos = state["position"]
+        self.position = None if pos is None else EpochPosition.from_dict(pos, self.device)
 
     def result(self, reason: str, stats: FitStatistics | None = None) -> ReconstructionResult:
         """Detached numpy copy of the current state."""

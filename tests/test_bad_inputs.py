@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from dynbcdi.reconstruct.checkpoint import FORMAT_VERSION
 from dynbcdi.cli.main import main
 from dynbcdi.geometry import generic_geometry
 from dynbcdi.io import Dataset, save_dataset
@@ -240,7 +241,7 @@ def test_resume_without_checkpoint_creates_nothing(files, tmp_path, capsys):
 def test_resume_of_a_finished_run_needs_overwrite(files, tmp_path, capsys):
     out = tmp_path / "run"
     ckpt = tmp_path / "ck.pt"
-    torch.save({"format_version": 2}, ckpt)  # readable; the finished result is what is protected here
+    torch.save({"format_version": FORMAT_VERSION}, ckpt)  # readable; the finished result is what is protected here
     _occupied(out, *CKPT).write_bytes(ckpt.read_bytes())
     kept = _occupied(out, "reconstruction.cxi")
     _one_line(*_call(_recon(files, out, "--resume"), capsys), "reconstruction.cxi exists", "--overwrite")
@@ -388,7 +389,7 @@ def test_toml_with_one_key_changes_only_that_key(files, tmp_path):
     from dynbcdi.reconstruct import default_config
 
     toml = _text(tmp_path / "r.toml", "epochs = 100\n")
-    args = argparse.Namespace(config=str(toml), device=None, epochs=None)
+    args = argparse.Namespace(config=str(toml), device=None, epochs=None, seed=None)
     for measured in (False, True):
         assert _config(args, measured) == default_config(measured=measured).replace(epochs=100)
 

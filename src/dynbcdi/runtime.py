@@ -27,7 +27,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["usable_cpus", "busy_cpus", "choose_threads", "configure_threads", "prefer_passive_wait"]
+__all__ = ["usable_cpus", "busy_cpus", "choose_threads", "configure_threads", "prefer_passive_wait", "map_chunks"]
 
 log = logging.getLogger(__name__)
 
@@ -133,3 +133,55 @@ def prefer_passive_wait() -> bool:
         return os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     return True
+
+
+def map_chunks(fn, n_items: int, workers: int | None = None) -> list:
+    """``[fn(0), …, fn(n_items - 1)]``, spread over ``workers`` threads that each run torch with one
+    intra-op thread; item ``i`` goes to worker ``i % workers`` (a fixed assignment, so results and any
+    per-worker accumulation are reproducible).
+
+    Why. The TTE march is thousands of small ops on one angle chunk each (tens of µs); as intra-op
+    parallel regions each pays a barrier and, with passive waits, a thread wake-up, which made
+    2 threads slower than 1 even on an idle machine (benchmarks/RESULTS.md, "Threads under load").
+    Independent chunks on their own threads need no barrier until the final join, and a descheduled
+    worker delays only its own chunks.
+
+    workers: default ``torch.get_num_threads()`` (the count chosen by :func:`choose_threads`), capped
+    at ``n_items``; 1 runs everything in the calling thread, unchanged. Grad mode is off in the
+    workers and in the caller's share (callers are autograd Functions). Exceptions raised by ``fn`` propagate.
+    """
+    import threading
+
+    import torch
+
+    if n_items <= 0:
+        return []
+    outer = torch.get_num_threads()
+    workers = min(n_items, outer if workers is None else int(workers))
+    if workers <= 1:
+        with torch.no_grad():
+            return [fn(i) for i in range(n_items)]
+    results: list = [None] * n_items
+    errors: list[BaseException] = []
+
+    def work(w: int) -> None:
+        torch.set_num_threads(1)  # this OS thread's OpenMP/MKL setting (thread-local)
+        try:
+            with torch.no_grad():
+                for i in range(w, n_items, workers):
+                    results[i] = fn(i)
+        except BaseException as exc:  # re-raised in the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,), daemon=True) for w in range(1, workers)]
+    for t in threads:
+        t.start()
+    try:
+        work(0)
+    finally:
+        for t in threads:
+            t.join()
+        torch.set_num_threads(outer)  # restores the process-wide default the workers changed
+    if errors:
+        raise errors[0]
+    return results

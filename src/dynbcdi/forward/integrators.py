@@ -404,6 +404,53 @@ def _strang_scaled_steps(U: torch.Tensor, W: torch.Tensor, ops: tuple[torch.Tens
     return U, W
 
 
+def _workers(n_chunks: int, device: torch.device, workers: int | None = None) -> int:
+    """Threads for the chunks of a march: torch's intra-op count on CPU (one chunk each at a
+    time, see :func:`dynbcdi.runtime.map_chunks`), 1 on accelerators (one chunk holds all angles)."""
+    if device.type != "cpu":
+        return 1
+    return max(1, min(n_chunks, torch.get_num_threads() if workers is None else workers))
+
+
+def _map_chunks(fn, n_chunks: int, device: torch.device, workers: int | None = None) -> list:
+    from dynbcdi.runtime import map_chunks
+
+    return map_chunks(fn, n_chunks, _workers(n_chunks, device, workers))
+
+
+def _adjoint_sweep(ops: tuple[torch.Tensor, ...], record: list, W_end: torch.Tensor, uf: torch.Tensor,
+                   ul: torch.Tensor, gU: torch.Tensor | None, gW: torch.Tensor | None, bounds: list[int],
+                   store: bool, sums: list[torch.Tensor]) -> None:
+    """Backward sweep of one angle chunk of :class:`StrangAdjoint`, adding its angle reductions
+    Σ_b U λP, W λP, U λW per step into ``sums`` (three ``(n, Y, X)`` tensors)."""
+    a11, b12, r21 = ops
+    n = a11.shape[0]
+    # λU = None: no cotangent on the exit U (E0 unused), so the last step has λP = 0
+    lU = None if gU is None else gU.conj_physical()
+    lW = torch.zeros_like(W_end) if gW is None else gW.conj_physical()
+    for k in range(len(bounds) - 2, -1, -1):
+        steps = range(bounds[k], bounds[k + 1])
+        if store:
+            states = record
+        else:  # recompute the segment's step inputs from its stored input
+            states = []
+            _, W_end = _strang_scaled_steps(record[2 * k], record[2 * k + 1].clone(), ops, uf, ul, steps, states)
+        W = W_end
+        for t in reversed(steps):
+            Ut = states[t - steps.start]
+            # W_t from W_{t+1} (a new tensor first: W_end is saved or shared)
+            W = torch.addcmul(W, r21[t], Ut, value=-1) if W is W_end else W.addcmul_(r21[t], Ut, value=-1)
+            sums[2][t] += (Ut * lW).sum(0)
+            if lU is None:
+                lU = r21[t] * lW
+                continue
+            lP = _fourier_mul_adjoint_conj(lU, ul if t == n - 1 else uf)
+            sums[0][t] += (Ut * lP).sum(0)
+            sums[1][t] += (W * lP).sum(0)
+            lU = (a11[t] * lP).addcmul_(r21[t], lW)
+            lW.addcmul_(b12[t], lP)
+
+
 class StrangAdjoint(torch.autograd.Function):
     """The whole Strang march with th = 0 (all angles, in chunks) and its hand-written adjoint sweep.
 
@@ -429,21 +476,24 @@ class StrangAdjoint(torch.autograd.Function):
             sorted({round(n * k / min(segments, n)) for k in range(min(segments, n) + 1)})
         W_out = torch.empty((B, Y, X), dtype=a11.dtype, device=a11.device)
         U_out = torch.empty_like(W_out) if need_u else W_out.new_empty(0)
-        records = []
+
+        def march_chunk(c: int) -> list:
+            i = c * chunk
+            U = U0[i:i + chunk].expand(-1, Y, X)
+            W = torch.zeros((U.shape[0], Y, X), dtype=a11.dtype, device=a11.device)
+            record: list = []
+            for s0, s1 in zip(bounds[:-1], bounds[1:]):
+                if grad and not store:
+                    record += [U, W.clone()]
+                U, W = _strang_scaled_steps(U, W, (a11, b12, r21), u_full[i:i + chunk], u_last[i:i + chunk],
+                                            range(s0, s1), record if store else None)
+            W_out[i:i + chunk] = W
+            if need_u:
+                U_out[i:i + chunk] = U
+            return record
+
         with torch.no_grad():
-            for i in range(0, B, chunk):
-                U = U0[i:i + chunk].expand(-1, Y, X)
-                W = torch.zeros((U.shape[0], Y, X), dtype=a11.dtype, device=a11.device)
-                record: list = []
-                for s0, s1 in zip(bounds[:-1], bounds[1:]):
-                    if grad and not store:
-                        record += [U, W.clone()]
-                    U, W = _strang_scaled_steps(U, W, (a11, b12, r21), u_full[i:i + chunk], u_last[i:i + chunk],
-                                                range(s0, s1), record if store else None)
-                W_out[i:i + chunk] = W
-                if need_u:
-                    U_out[i:i + chunk] = U
-                records.append(record)
+            records = _map_chunks(march_chunk, -(-B // chunk), a11.device)
         # saved through the engine (not as ctx attributes) so that they are freed after backward
         # unless the graph is retained
         ctx.save_for_backward(a11, b12, r21, u_full, u_last, W_out, *(x for r in records for x in r))
@@ -455,36 +505,21 @@ class StrangAdjoint(torch.autograd.Function):
     def backward(ctx, gU, gW):  # noqa: D102
         a11, b12, r21, u_full, u_last, W_out, *flat = ctx.saved_tensors
         ops, n, bounds = (a11, b12, r21), a11.shape[0], ctx.bounds
-        sums = [torch.zeros_like(a11) for _ in range(3)]  # Σ over angles of U λP, W λP, U λW per step
         offsets = [sum(ctx.sizes[:c]) for c in range(len(ctx.sizes) + 1)]
-        for c in range(len(ctx.sizes)):
+        workers = _workers(len(ctx.sizes), a11.device)
+        # Σ over angles of U λP, W λP, U λW per step; one set per worker, added in worker order
+        partial = [[torch.zeros_like(a11) for _ in range(3)] for _ in range(workers)]
+
+        def sweep_chunk(c: int) -> None:
             record = flat[offsets[c]:offsets[c + 1]]
             rows = slice(c * ctx.chunk, (c + 1) * ctx.chunk)
-            W_end, uf, ul = W_out[rows], u_full[rows], u_last[rows]
-            # λU = None: no cotangent on the exit U (E0 unused), so the last step has λP = 0
-            lU = None if gU is None else gU[rows].conj_physical()
-            lW = torch.zeros_like(W_end) if gW is None else gW[rows].conj_physical()
-            for k in range(len(bounds) - 2, -1, -1):
-                steps = range(bounds[k], bounds[k + 1])
-                if ctx.store:
-                    states = record
-                else:  # recompute the segment's step inputs from its stored input
-                    states = []
-                    with torch.no_grad():
-                        _, W_end = _strang_scaled_steps(record[2 * k], record[2 * k + 1].clone(), ops, uf, ul,
-                                                        steps, states)
-                W = W_end
-                for t in reversed(steps):
-                    Ut = states[t - steps.start]
-                    # W_t from W_{t+1} (a new tensor first: W_end is saved or shared)
-                    W = torch.addcmul(W, r21[t], Ut, value=-1) if W is W_end else W.addcmul_(r21[t], Ut, value=-1)
-                    sums[2][t] += (Ut * lW).sum(0)
-                    if lU is None:
-                        lU = r21[t] * lW
-                        continue
-                    lP = _fourier_mul_adjoint_conj(lU, ul if t == n - 1 else uf)
-                    sums[0][t] += (Ut * lP).sum(0)
-                    sums[1][t] += (W * lP).sum(0)
-                    lU = (a11[t] * lP).addcmul_(r21[t], lW)
-                    lW.addcmul_(b12[t], lP)
+            _adjoint_sweep(ops, record, W_out[rows], u_full[rows], u_last[rows],
+                           None if gU is None else gU[rows], None if gW is None else gW[rows],
+                           bounds, ctx.store, partial[c % workers])
+
+        _map_chunks(sweep_chunk, len(ctx.sizes), a11.device, workers)
+        sums = partial[0]
+        for extra in partial[1:]:
+            for acc, x in zip(sums, extra):
+                acc += x
         return (*(torch.conj_physical_(g) for g in sums), None, None, None, None, None, None)

@@ -76,3 +76,66 @@ def test_uncertainty_map_of_identical_copies_and_bad_input():
         uncertainty_map([obj], **kw)
     with pytest.raises(ValueError, match="shape"):
         uncertainty_map([obj, obj[:8]], **kw)
+
+
+_RUN_TOML = """
+dataset = "{dataset}"
+threads = 1
+
+[phasing]
+recipe = "support(box=0.5), shrinkwrap(start=20, every=10), (HIO**20, ER**20)**3, ER**20"
+starts = 1
+
+[reconstruction]
+epochs = 3
+repeats = {repeats}
+
+[reconstruction.start]
+twin_epochs = 0
+"""
+
+
+def test_workflow_repeats_write_the_maps_to_cxi_and_vti(tmp_path, tiny_au):
+    # `[reconstruction] repeats = 2` through dynbcdi run's stages: the spread lands in dynamical.cxi
+    # (/entry_1/image_1/maps) and dynamical.vti; a single run keeps its cache key.
+    import copy
+
+    from dynbcdi.io import load_result, read_vti, save_dataset
+    from dynbcdi.workflow import load_run_config, run_workflow
+    from dynbcdi.workflow.stages import DynamicalStage
+
+    measured = copy.copy(tiny_au)
+    measured.truth = None
+    dataset = save_dataset(measured, tmp_path / "tiny.cxi")
+    toml = tmp_path / "run.toml"
+    toml.write_text(_RUN_TOML.format(dataset=dataset.as_posix(), repeats=1))
+    assert "repeats" not in DynamicalStage().settings(load_run_config(toml))
+    toml.write_text(_RUN_TOML.format(dataset=dataset.as_posix(), repeats=2))
+    config = load_run_config(toml)
+    assert config.reconstruction.repeats == 2 and DynamicalStage().settings(config)["repeats"] == 2
+    run_workflow(config, tmp_path / "run", progress=False)
+    result = load_result(tmp_path / "run" / "dynamical" / "dynamical.cxi")
+    assert set(result.maps) == {"displacement_mean_m", "displacement_std_m", "strain_mean", "strain_std"}
+    std = result.maps["displacement_std_m"][result.support]
+    assert np.all(np.isfinite(std)) and std.max() > 0
+    assert result.metadata["uncertainty"]["repeats"] == 2
+    arrays, _ = read_vti(tmp_path / "run" / "analysis" / "dynamical.vti")
+    assert {"displacement_std_pm", "strain_std"} <= set(arrays)
+    toml.write_text(_RUN_TOML.format(dataset=dataset.as_posix(), repeats=0))
+    with pytest.raises(ValueError, match="reconstruction.repeats"):
+        load_run_config(toml)
+
+
+@pytest.mark.parametrize("suffix", [".cxi", ".npz"])
+def test_result_files_keep_maps(tmp_path, suffix):
+    from dynbcdi.io import load_result, save_result
+
+    obj = np.ones((4, 5, 6), np.complex64)
+    spread = np.full((4, 5, 6), np.nan)
+    spread[1:3, 1:4, 1:5] = 2.5e-12
+    path = save_result(tmp_path / f"r{suffix}", obj, (1e-8,) * 3, maps={"displacement_std_m": spread})
+    back = load_result(path).maps["displacement_std_m"]
+    np.testing.assert_allclose(back, spread.astype(np.float32), equal_nan=True)
+    assert load_result(save_result(tmp_path / f"plain{suffix}", obj, (1e-8,) * 3)).maps == {}
+    with pytest.raises(ValueError, match="map 'bad'"):
+        save_result(tmp_path / f"x{suffix}", obj, (1e-8,) * 3, maps={"bad": np.zeros((4, 5))})

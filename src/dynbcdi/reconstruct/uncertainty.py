@@ -62,6 +62,11 @@ class UncertaintyMap:
         """Number of reconstructions combined."""
         return int(self.twins.size)
 
+    def as_maps(self) -> dict[str, np.ndarray]:
+        """The four (Z, Y, X) maps by name (for :func:`dynbcdi.io.save_result`'s ``maps``)."""
+        return {"displacement_mean_m": self.displacement_mean_m, "displacement_std_m": self.displacement_std_m,
+                "strain_mean": self.strain_mean, "strain_std": self.strain_std}
+
     def summary(self) -> dict[str, float]:
         """Repeats, median spreads inside the support (displacement in pm, strain) and the lowest
         correlation of a repeat with the first; for logs and reports."""
@@ -113,7 +118,7 @@ def uncertainty_map(objects: Sequence[np.ndarray], h_norm: float, spacing_m: Any
 
 def repeat_dynamical(dataset: Any, repeats: int, *, seed: int = 0, config: Any = None,
                      kinematic_grid: np.ndarray | None = None, start: Any = None, recipe: str = "paper",
-                     n_starts: int = 4, device: str = "cpu",
+                     n_starts: int = 4, device: str = "cpu", model: Any = None, callback: Any = None,
                      on_repeat: Callable[[int, Any], None] | None = None) -> list[Any]:
     """``repeats`` truth-free dynamical reconstructions of ``dataset`` with seeds seed, seed+1, ….
 
@@ -121,17 +126,19 @@ def repeat_dynamical(dataset: Any, repeats: int, *, seed: int = 0, config: Any =
     is given (then every repeat starts from that kinematic result), the kinematic phasing
     (:func:`dynbcdi.phasing.phase_retrieval`, ``n_starts`` random starts, ``recipe``), so the start
     candidates differ too. config : :class:`ReconstructionConfig` (default
-    :func:`~dynbcdi.reconstruct.pipeline.default_config` for the dataset). on_repeat(k, result) is
+    :func:`~dynbcdi.reconstruct.pipeline.default_config` for the dataset). model : forward model
+    (default the dataset's TTE model). callback : as :func:`dynbcdi.reconstruct.reconstruct`; a
+    repeat that it stops (or Ctrl-C interrupts) ends the series and is left out. on_repeat(k, result) is
     called after each repeat (progress, saving). Returns the
     :class:`~dynbcdi.reconstruct.ReconstructionResult` of each repeat, in order.
     """
     from dynbcdi.phasing import phase_retrieval
     from dynbcdi.reconstruct.pipeline import default_config, dynamical_from_kinematic, forward_model, kinematic_on_grid
 
-    if not isinstance(repeats, int) or repeats < 2:
-        raise ValueError(f"repeats must be an integer >= 2, got {repeats!r}")
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
     config = config or default_config(measured=dataset.truth is None, device=device)
-    model = forward_model(dataset)
+    model = model or forward_model(dataset)
     results = []
     for k in range(repeats):
         kin = kinematic_grid
@@ -139,9 +146,12 @@ def repeat_dynamical(dataset: Any, repeats: int, *, seed: int = 0, config: Any =
             phasing = phase_retrieval(dataset.intensity, dataset.valid, recipe=recipe, n_starts=n_starts,
                                       seed=seed + k, device=device)
             kin = kinematic_on_grid(dataset, phasing)
-        res = dynamical_from_kinematic(dataset, kin, config.replace(seed=seed + k), model=model, start=start)
+        res = dynamical_from_kinematic(dataset, kin, config.replace(seed=seed + k), model=model, start=start,
+                                       callback=callback)
         log.info("uncertainty repeat %d/%d: %d epochs, final loss %.4g", k + 1, repeats, res.epochs,
                  res.history.loss[-1])
+        if res.interrupted or res.stopped_reason == "callback":
+            break
         results.append(res)
         if on_repeat is not None:
             on_repeat(k, res)

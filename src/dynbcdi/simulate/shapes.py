@@ -250,10 +250,10 @@ def resample_mask(mask: np.ndarray, mask_spacing_m: Sequence[float], shape: Sequ
                 idx = source_indices(z + oz, y + oy, x + ox, m.shape, src_spacing)
                 out += map_coordinates(m, idx.reshape(3, -1), order=1, mode="constant", cval=0.0).reshape(out.shape)
     out /= np.prod(k)
-    inside = float(m.sum() * np.prod(src_spacing))
-    if inside > 0 and abs(out.sum() * dz * dy * dx - inside) > 0.02 * inside + np.prod((dz, dy, dx)):
+    inside, landed = float(m.sum() * np.prod(src_spacing)), float(out.sum() * dz * dy * dx)
+    if inside > 0 and abs(landed - inside) > 0.02 * inside + dz * dy * dx:
         raise ValueError(f"the mask's crystal ({inside:.3g} m³) does not fit on the simulation grid "
-                         f"{tuple(shape)} × {tuple(spacing_m)} m (only {out.sum() * dz * dy * dx:.3g} m³ lands on it)")
+                         f"{tuple(shape)} × {tuple(spacing_m)} m (only {landed:.3g} m³ lands on it)")
     return np.clip(out, 0.0, 1.0)
 
 

@@ -172,7 +172,8 @@ class CrystalConfig:
 
     shape : "cube" (size_m = [edge]), "parallelepiped" (size_m = edge lengths along edges_uvw),
         "sphere" (size_m = [radius]), "polyhedron" (size_m = distances of the facets_hkl planes from
-        the centre) or "mask" (mask_file: a .npy (Z, Y, X) bool or [0, 1] array; size_m unused).
+        the centre) or "mask" (mask_file: a .npy (Z, Y, X) bool or [0, 1] array on the axes of the
+        simulation grid, i.e. already in the grid frame; size_m, edges_uvw and azimuth_deg unused).
     edges_uvw : lattice directions [uvw] of the three edges (cube, parallelepiped).
     facets_hkl : Miller indices of the polyhedron's facet planes.
     azimuth_deg : rotation of the crystal about h. At 0°, ĥ is fixed by the reflection and the edge

@@ -10,7 +10,7 @@ import pytest
 from dynbcdi.config import from_dict
 from dynbcdi.simulate import displacement as disp
 from dynbcdi.simulate import shapes
-from dynbcdi.simulate.config import CrystalConfig, DeformationConfig, to_dict
+from dynbcdi.simulate.config import CrystalConfig, DeformationConfig, load_config, to_dict
 from dynbcdi.simulate.presets import preset, resize
 from dynbcdi.simulate.sample import build_displacement, build_shape
 from dynbcdi.simulate.scan import fit_z_sampling, prepare_scan
@@ -153,3 +153,29 @@ def test_toml_config_with_user_mask_and_field_simulates(tmp_path):
     assert sample.s.sum() * np.prod(spacing) == pytest.approx(4 / 3 * np.pi * (120e-9) ** 3, rel=0.03)
     expected = disp.uniform_strain(sample.s.shape, spacing, 2e-4)
     assert np.abs(sample.u - expected)[:, sample.s > 0.5].max() < 1e-15
+    # In a TOML file, relative paths are taken from the file's folder, not the working directory.
+    (tmp_path / "sim.toml").write_text("""
+[reflection]
+material = "Au"
+hkl = [2, 0, 0]
+energy_eV = 8000
+[geometry]
+rocking_start_deg = -0.1
+rocking_stop_deg = 0.1
+rocking_step_deg = 0.01
+detector_shape = [32, 32]
+pixel_size_m = 55e-6
+distance_m = 0.4
+[grid]
+nz = 32
+[crystal]
+shape = "mask"
+mask_file = "mask.npy"
+mask_spacing_m = [8e-9, 8e-9, 8e-9]
+[[deformation]]
+kind = "array"
+file = "u.npy"
+""")
+    loaded = load_config(tmp_path / "sim.toml")
+    assert loaded.crystal.mask_file == str(tmp_path / "mask.npy")
+    assert loaded.deformation[0].file == str(tmp_path / "u.npy")

@@ -33,7 +33,7 @@ Example::
     amplitude_m = 5e-11
     sigma_m = 3e-7
 
-A user's own crystal (file paths are relative to the working directory)::
+A user's own crystal (relative file paths are taken from the TOML file's folder)::
 
     [crystal]
     shape = "mask"                      # a .npy (Z, Y, X) bool or [0, 1] array, index n//2 at the centre
@@ -56,6 +56,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dynbcdi.config import from_dict, load_toml
@@ -379,5 +380,18 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def load_config(path: str | os.PathLike) -> SimulationConfig:
-    """Read a :class:`SimulationConfig` from a TOML file (see the module docstring)."""
-    return from_dict(SimulationConfig, load_toml(path))
+    """Read a :class:`SimulationConfig` from a TOML file (see the module docstring).
+
+    Relative ``crystal.mask_file`` and ``deformation.file`` paths are taken from the TOML file's folder.
+    """
+    data = load_toml(path)
+    folder = Path(path).parent
+
+    def resolve(table: Any, key: str) -> None:
+        if isinstance(table, dict) and isinstance(table.get(key), str) and not Path(table[key]).is_absolute():
+            table[key] = os.fspath(folder / table[key])
+
+    resolve(data.get("crystal"), "mask_file")
+    for d in data.get("deformation", []) if isinstance(data.get("deformation"), list) else []:
+        resolve(d, "file")
+    return from_dict(SimulationConfig, data)

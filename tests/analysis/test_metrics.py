@@ -1,9 +1,11 @@
 """Alignment (sub-voxel shift, twin, global phase), comparison metrics, supports, isosurfaces."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from dynbcdi.analysis import (agreement, align_to, compare, fourier_shift, invert_about_centre, isosurface,
+from dynbcdi.analysis import (agreement, align_to, compare, fourier_shift, invert_about_centre, isosurface, metrics_of,
                               support_from_amplitude, twin)
 
 SHAPE = (32, 32, 32)
@@ -108,3 +110,38 @@ def test_support_and_isosurface_axis_order():
     # Semi-axes 9, 7, 6 voxels along x, y, z times spacing 3, 2, 1 nm: 54, 28, 12 nm; ±1 voxel.
     np.testing.assert_allclose(ext, [54e-9, 28e-9, 12e-9], atol=2 * 3e-9)
     assert iso.faces.shape[1] == 3 and iso.normals.shape == iso.vertices_m.shape
+
+
+_KW = dict(h_norm=2 * np.pi / 2.04e-10, spacing_m=(5e-9, 5e-9, 5e-9), h_dir_grid=(0, 0, 1))
+
+
+def test_compare_counts_voxels_a_reconstruction_left_empty():
+    # A reconstruction = the truth moved by a sub-voxel shift with a 3-layer slab zeroed (16:19 of
+    # the ~13-layer blob). Alignment must not interpolate amplitude back into the slab.
+    truth, sup = _blob()
+    obj = fourier_shift(truth, (0.3, 0.2, -0.4))
+    obj[16:19] = 0
+    m = compare(obj, truth, sup, **_KW)
+    expected = sup[16:19].sum() / sup.sum()
+    assert m.empty_fraction == pytest.approx(expected, rel=0.03)
+    # With the scale α = 1 the amplitude error is the slab's share of the amplitude norm.
+    amp = np.abs(truth)
+    lost = np.sqrt(np.sum(amp[16:19][sup[16:19]] ** 2) / np.sum(amp[sup] ** 2))
+    assert m.amplitude_rel_error == pytest.approx(lost, rel=0.05)
+    # The old alignment (the Fourier-shifted object compared on the unmoved truth) fills part of
+    # the slab: it reports fewer empty voxels and a smaller amplitude error.
+    al = align_to(obj, truth, support=sup)
+    smeared = metrics_of(dataclasses.replace(al, obj_whole=None), truth, sup, **_KW)
+    assert smeared.empty_fraction < 0.8 * m.empty_fraction
+    assert smeared.amplitude_rel_error < m.amplitude_rel_error - 0.03
+    # Empty voxels count as random phase (π/√3 rad RMS); the filled ones are exact here.
+    assert m.phase_rms_rad == pytest.approx(np.pi / np.sqrt(3) * np.sqrt(m.empty_fraction), rel=0.05)
+
+
+def test_compare_of_a_subvoxel_shifted_truth_reports_no_error():
+    truth, sup = _blob()
+    for shift in [(0.5, -0.3, 0.27), (1.4, 0.0, -2.6)]:
+        m = compare(fourier_shift(truth, shift) * np.exp(0.4j), truth, sup, **_KW)
+        assert m.empty_fraction == 0.0
+        assert m.phase_rms_rad < 2e-3 and m.amplitude_rel_error < 5e-3, (shift, m)
+        np.testing.assert_allclose(m.shift_vox, -np.asarray(shift), atol=0.03)

@@ -6,6 +6,16 @@ A phase-retrieval result is defined only up to a translation, a global phase and
 support. The phase ramp is *not* removed by default: in dynamical diffraction the refraction
 ramp is precisely the artefact a kinematic reconstruction carries, and it must show in the error.
 
+Missing voxels stay missing. :func:`compare` never interpolates the reconstruction: it moves it
+by the *whole-voxel* part of the registration shift (an exact permutation of voxels, plus the
+exact twin inversion) and moves the *truth* and its support by the remaining sub-voxel part
+(|residual| <= 0.5 voxel; Fourier shift for the truth, linear interpolation >= 0.5 for the
+support). A voxel that the reconstruction left empty therefore stays empty, and is counted:
+``empty_fraction`` is the fraction of true-support voxels where the reconstruction's amplitude is
+below ``EMPTY_THRESHOLD`` (0.1) of its maximum. Those voxels carry no phase information, so the
+phase error there is counted as that of a uniformly random phase, RMS π/√3 rad (displacement
+π/(√3 |h|)), and the strain error (which needs a filled stencil) is taken over filled voxels only.
+
 Arrays are indexed (z, y, x); ``spacing_m = (dz, dy, dx)``; vectors are (x, y, z) components.
 """
 
@@ -26,8 +36,14 @@ from dynbcdi.analysis.strain import (
     unwrap_phase,
 )
 
-__all__ = ["AlignmentResult", "Agreement", "ComparisonMetrics", "agreement", "align_to", "compare", "fourier_shift",
+__all__ = ["EMPTY_THRESHOLD", "AlignmentResult", "Agreement", "ComparisonMetrics", "agreement", "align_to", "compare", "fourier_shift",
            "invert_about_centre", "metrics_of", "twin"]
+
+
+# A reconstructed voxel below this fraction of the maximum amplitude counts as empty.
+EMPTY_THRESHOLD = 0.1
+# RMS of a phase uniformly distributed on (−π, π]: the error of a voxel that carries no phase.
+RANDOM_PHASE_RMS = float(np.pi / np.sqrt(3.0))
 
 
 @dataclass(frozen=True)
@@ -39,6 +55,9 @@ class AlignmentResult:
     twin : True when the twin (:func:`twin`) matched better.
     phase_offset_rad : global phase removed, rad.
     correlation : |Σ obj·conj(ref)| / (‖obj‖ ‖ref‖) after alignment, in [0, 1].
+    obj_whole : (Z, Y, X) complex, the input moved by round(shift_vox) only (exact voxel
+        permutation, no interpolation), twin and global phase as ``obj``; None when not aligned.
+        :func:`metrics_of` compares this with the truth moved by the sub-voxel remainder.
     """
 
     obj: np.ndarray
@@ -46,6 +65,7 @@ class AlignmentResult:
     twin: bool
     phase_offset_rad: float
     correlation: float
+    obj_whole: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +76,10 @@ class ComparisonMetrics:
     amplitude_rel_error : ‖α|obj| − |ref|‖ / ‖|ref|‖ with the least-squares scale α (reconstructions
         have an arbitrary intensity scale).
     displacement_rms_pm : RMS of u_h(obj) − u_h(ref), pm.
-    strain_rms : RMS of ε_h(obj) − ε_h(ref) over voxels whose stencil is inside the support.
+    strain_rms : RMS of ε_h(obj) − ε_h(ref) over voxels whose stencil is inside the filled support.
+    empty_fraction : fraction of support voxels where |obj| < ``EMPTY_THRESHOLD`` × max|obj|
+        (the reconstruction left them empty); their phase error counts as π/√3 rad RMS in
+        ``phase_rms_rad`` and ``displacement_rms_pm`` (module docstring).
     shift_vox, twin, phase_offset_rad, correlation : from the alignment.
     ramp_removed : the ramp removed from the phase difference (``remove_ramp=True``) or None.
     n_voxels : number of support voxels used.
@@ -72,6 +95,7 @@ class ComparisonMetrics:
     correlation: float
     ramp_removed: PhaseRamp | None
     n_voxels: int
+    empty_fraction: float = 0.0
 
     def as_dict(self) -> dict:
         """Scalar metrics as a flat dict (for tables and JSON)."""
@@ -117,6 +141,20 @@ def _align_translation(obj: np.ndarray, reference: np.ndarray, upsample: int) ->
     return fourier_shift(obj, shift), np.asarray(shift, dtype=float)
 
 
+def _whole_voxel_shift(obj: np.ndarray, shift_vox) -> np.ndarray:
+    """``obj`` rolled (periodically) by round(shift_vox) (z, y, x): a voxel permutation, nothing filled."""
+    whole = tuple(int(v) for v in np.round(np.asarray(shift_vox, dtype=float)))
+    return np.roll(obj, whole, axis=(0, 1, 2))
+
+
+def _move_support(support: np.ndarray, shift_vox) -> np.ndarray:
+    """Bool support moved by a (sub-voxel) shift (z, y, x): linear interpolation, kept where >= 0.5."""
+    if not np.any(shift_vox):
+        return support
+    moved = ndimage.shift(support.astype(float), np.asarray(shift_vox, dtype=float), order=1, mode="grid-wrap")
+    return moved >= 0.5 - 1e-9
+
+
 def align_to(
     obj: np.ndarray,
     reference: np.ndarray,
@@ -148,8 +186,11 @@ def align_to(
         if best is None or corr > best[3] + 1e-12:
             best = (shifted, shift, is_twin, corr, float(np.angle(overlap)))
     shifted, shift, is_twin, corr, offset = best
-    aligned = (shifted * np.exp(-1j * offset)).astype(obj.dtype if np.iscomplexobj(obj) else np.complex64)
-    return AlignmentResult(obj=aligned, shift_vox=shift, twin=is_twin, phase_offset_rad=offset, correlation=corr)
+    dtype = obj.dtype if np.iscomplexobj(obj) else np.complex64
+    aligned = (shifted * np.exp(-1j * offset)).astype(dtype)
+    whole = (_whole_voxel_shift(twin(obj) if is_twin else obj, shift) * np.exp(-1j * offset)).astype(dtype)
+    return AlignmentResult(obj=aligned, shift_vox=shift, twin=is_twin, phase_offset_rad=offset, correlation=corr,
+                           obj_whole=whole)
 
 
 @dataclass(frozen=True)
@@ -262,25 +303,53 @@ def compare(
 def metrics_of(al: AlignmentResult, truth: np.ndarray, support: np.ndarray, h_norm: float, spacing_m,
                h_dir_grid, remove_ramp: bool = False) -> ComparisonMetrics:
     """The metrics of :func:`compare` for an object already aligned onto ``truth`` (``al`` from
-    :func:`align_to`), so a caller that also needs the aligned object aligns only once."""
+    :func:`align_to`), so a caller that also needs the aligned object aligns only once.
+
+    When ``al.obj_whole`` is set, the reconstruction is taken on whole voxels and ``truth`` and
+    ``support`` are moved by the sub-voxel remainder instead (module docstring): no amplitude is
+    interpolated into voxels the reconstruction left empty.
+    """
     truth = np.asarray(truth)
     support = check_support(support, truth.shape)
-    dphi = unwrap_phase(np.angle(al.obj * np.conj(truth)), support)
+    obj = al.obj
+    if al.obj_whole is not None:
+        residual = np.asarray(al.shift_vox, dtype=float) - np.round(al.shift_vox)
+        obj = al.obj_whole
+        if np.any(residual):
+            # The truth moves by −residual onto the whole-voxel-moved reconstruction.
+            truth, support = fourier_shift(truth.astype(np.complex128), -residual), _move_support(support, -residual)
+    amp = np.abs(obj)
+    empty = support & (amp < EMPTY_THRESHOLD * amp.max()) if amp.max() > 0 else support.copy()
+    filled = support & ~empty
+    n, n_empty = int(support.sum()), int(empty.sum())
+    dphi = np.full(truth.shape, np.nan)
     ramp = None
-    if remove_ramp:
-        dphi, ramp = remove_phase_ramp(dphi, support, spacing_m)
-    a_obj, a_ref = np.abs(al.obj[support]), np.abs(truth[support])
+    if filled.any():
+        dphi = unwrap_phase(np.angle(obj * np.conj(truth)), filled)
+        if remove_ramp:
+            dphi, ramp = remove_phase_ramp(dphi, filled, spacing_m)
+    a_obj, a_ref = amp[support], np.abs(truth[support])
     scale = np.sum(a_obj * a_ref) / max(np.sum(a_obj**2), np.finfo(float).tiny)
     du = displacement(dphi, h_norm)
     return ComparisonMetrics(
-        phase_rms_rad=_rms(dphi[support]),
+        phase_rms_rad=_rms_with_empty(dphi[filled], n_empty, RANDOM_PHASE_RMS),
         amplitude_rel_error=float(np.linalg.norm(scale * a_obj - a_ref) / np.linalg.norm(a_ref)),
-        displacement_rms_pm=_rms(du[support]) * 1e12,
-        strain_rms=_rms(strain(du, spacing_m, h_dir_grid, support)),
+        displacement_rms_pm=_rms_with_empty(du[filled], n_empty, RANDOM_PHASE_RMS / h_norm) * 1e12,
+        strain_rms=_rms(strain(du, spacing_m, h_dir_grid, filled)) if filled.any() else float("nan"),
         shift_vox=tuple(float(s) for s in al.shift_vox),
         twin=al.twin,
         phase_offset_rad=al.phase_offset_rad,
         correlation=al.correlation,
         ramp_removed=ramp,
-        n_voxels=int(support.sum()),
+        n_voxels=n,
+        empty_fraction=n_empty / n,
     )
+
+
+def _rms_with_empty(values: np.ndarray, n_empty: int, empty_rms: float) -> float:
+    """RMS over filled voxels' ``values`` and ``n_empty`` voxels each contributing ``empty_rms``."""
+    values = values[np.isfinite(values)]
+    total = values.size + n_empty
+    if total == 0:
+        return float("nan")
+    return float(np.sqrt((np.sum(values**2) + n_empty * empty_rms**2) / total))

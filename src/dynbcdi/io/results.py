@@ -16,6 +16,9 @@ that cdiutils' post-processing reads)::
     /entry_1/image_1/process_1/program, version  "dynbcdi", package version
     /entry_1/image_1/process_1/configuration/*   metadata: arrays as datasets, the rest as JSON strings
     /entry_1/image_1/process_1/history/*         1-D float arrays (loss, error, ... per epoch)
+    /entry_1/image_1/maps/*                      (Z, Y, X) float32 per-voxel maps beside the object, e.g.
+                                                 the uncertainty map (displacement_std_m, strain_std, ...;
+                                                 :mod:`dynbcdi.reconstruct.uncertainty`); absent if none
     /entry_1/data_1/data                         (1, Z, Y, X) virtual dataset over image_1/data: the
                                                  "mode" axis that cdiutils' post-processing indexes
                                                  (``cxi["entry_1/data_1/data"][0]``), no copy
@@ -54,7 +57,8 @@ class ReconstructionFile:
     obj : (Z, Y, X) complex crystal function. spacing_m : (dz, dy, dx) m, or None when the file
     states no voxel size (a detector-frame object phased without geometry).
     support : (Z, Y, X) bool or None. metadata : dict (JSON-able values and numpy arrays).
-    history : name → (n_epochs,) float array.
+    history : name → (n_epochs,) float array. maps : name → (Z, Y, X) float array (NaN outside
+    the support), e.g. the uncertainty map.
     """
 
     obj: np.ndarray
@@ -62,6 +66,7 @@ class ReconstructionFile:
     support: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     history: dict[str, np.ndarray] = field(default_factory=dict)
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _json_default(value):
@@ -102,15 +107,18 @@ def save_result(
     metadata: dict[str, Any] | None = None,
     history: dict[str, Any] | None = None,
     overwrite: bool = False,
+    maps: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Save a reconstruction to ``.cxi``/``.h5`` (CXI layout above) or ``.npz``.
 
     obj : (Z, Y, X) complex (dtype kept). spacing_m : (dz, dy, dx) m, or None if unknown.
     support : (Z, Y, X) bool. metadata : str keys; numpy arrays are stored as arrays, other values
     must be JSON-able. history : name → 1-D sequence (per epoch/iteration). Never overwrites
-    unless ``overwrite``; refuses a path under an existing file. Returns the path written.
+    unless ``overwrite``; refuses a path under an existing file. maps : name → real (Z, Y, X)
+    array of the object's shape, stored as float32. Returns the path written.
     """
     path, obj, spacing, hist = _check_inputs(path, obj, spacing_m, support, history, overwrite)
+    maps = _check_maps(maps, obj.shape)
     metadata = dict(metadata or {})
     arrays = {k: v for k, v in metadata.items() if isinstance(v, np.ndarray) and v.ndim > 0}
     scalars = {k: json.dumps(v, default=_json_default) for k, v in metadata.items() if k not in arrays}
@@ -123,13 +131,26 @@ def save_result(
             payload["support"] = np.asarray(support, dtype=bool)
         payload.update({f"history__{k}": v for k, v in hist.items()})
         payload.update({f"metadata__{k}": v for k, v in arrays.items()})
+        payload.update({f"maps__{k}": v for k, v in maps.items()})
         payload["metadata_json"] = np.asarray(json.dumps(scalars))
         with open(path, "wb") as fh:  # a file handle stops numpy from appending ".npz"
             np.savez_compressed(fh, **payload)
         return path
     with h5py.File(path, "w") as f:
         _write_cxi(f, obj, spacing, support, arrays, scalars, hist)
+        for k, v in maps.items():
+            f.create_dataset(f"{_IMAGE}/maps/{k}", data=v, compression="gzip", shuffle=True)
     return path
+
+
+def _check_maps(maps: dict[str, np.ndarray] | None, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    out = {}
+    for k, v in (maps or {}).items():
+        v = np.asarray(v)
+        if v.shape != shape or np.iscomplexobj(v) or not np.issubdtype(v.dtype, np.number):
+            raise ValueError(f"map {k!r} must be a real array of the object's shape {shape}, got {v.dtype} {v.shape}")
+        out[str(k)] = v.astype(np.float32)
+    return out
 
 
 def _write_cxi(f, obj, spacing, support, arrays: dict, scalars: dict, hist: dict) -> None:
@@ -204,6 +225,7 @@ def _load_npz(path: Path) -> ReconstructionFile:
         obj=_checked_obj(z["obj"], path), spacing_m=spacing,  # type: ignore[arg-type]
         support=_checked_support(z.get("support"), z["obj"].shape, path), metadata=metadata,
         history={k[len("history__"):]: v for k, v in z.items() if k.startswith("history__")},
+        maps={k[len("maps__"):]: v for k, v in z.items() if k.startswith("maps__")},
     )
 
 
@@ -232,6 +254,7 @@ def _load_cxi(f, path: Path) -> ReconstructionFile:
         support=_checked_support(img["support"][()] if "support" in img else None, obj.shape, path),
         metadata=metadata,
         history={k: ds[()] for k, ds in (hist or {}).items()},
+        maps={k: ds[()] for k, ds in (img.get("maps") or {}).items()},
     )
 
 

@@ -32,6 +32,22 @@ Example::
     kind = "gaussian_bulge"
     amplitude_m = 5e-11
     sigma_m = 3e-7
+
+A user's own crystal (relative file paths are taken from the TOML file's folder)::
+
+    [crystal]
+    shape = "mask"                      # a .npy (Z, Y, X) bool or [0, 1] array, index n//2 at the centre
+    mask_file = "grain.npy"
+    mask_spacing_m = [5e-9, 5e-9, 5e-9] # its voxel size: resampled as volume fractions onto the grid
+
+    [[deformation]]
+    kind = "array"                      # (3, Z, Y, X) u_x, u_y, u_z in m (or (Z, Y, X) u_h: component = "h")
+    file = "fem_displacement.npy"
+    spacing_m = [10e-9, 10e-9, 10e-9]   # cubic-spline interpolated onto the grid
+
+    [[deformation]]
+    kind = "function"                   # f(x, y, z) -> (u_x, u_y, u_z) in m; a callable through the API
+    function = "mypackage.fields:twin_boundary"
 """
 
 from __future__ import annotations
@@ -40,6 +56,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dynbcdi.config import from_dict, load_toml
@@ -50,6 +67,15 @@ def _finite_positive(value: float | None, name: str, allow_none: bool = False) -
         return
     if value is None or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def _spacing(value: Any, name: str) -> None:
+    if value is None:
+        return
+    if len(value) != 3:
+        raise ValueError(f"{name} must be three voxel sizes [dz, dy, dx] in m, got {value!r}")
+    for v in value:
+        _finite_positive(v, name)
 
 
 def _vector(value: Any, name: str) -> None:
@@ -147,12 +173,18 @@ class CrystalConfig:
 
     shape : "cube" (size_m = [edge]), "parallelepiped" (size_m = edge lengths along edges_uvw),
         "sphere" (size_m = [radius]), "polyhedron" (size_m = distances of the facets_hkl planes from
-        the centre) or "mask" (mask_file: a .npy (Z, Y, X) array; size_m unused).
+        the centre) or "mask" (mask_file: a .npy (Z, Y, X) bool or [0, 1] array on the axes of the
+        simulation grid, i.e. already in the grid frame; size_m, edges_uvw and azimuth_deg unused).
     edges_uvw : lattice directions [uvw] of the three edges (cube, parallelepiped).
     facets_hkl : Miller indices of the polyhedron's facet planes.
     azimuth_deg : rotation of the crystal about h. At 0°, ĥ is fixed by the reflection and the edge
         least parallel to h (its part ⟂ h) points along grid ŷ, ⟂ the default scattering plane.
-    smooth_m : sub-voxel tanh edge width (m); None = sharp edges.
+    smooth_m : edge width (m): the tanh surface profile of the built-in shapes, a Gaussian blur of
+        σ = smooth_m for a mask; None = sharp edges.
+    mask_spacing_m : (dz, dy, dx) voxel size of the mask array, m; the mask's index n // 2 sits at the
+        grid origin. Given: the mask is resampled onto the simulation grid as volume fractions
+        (:func:`dynbcdi.simulate.shapes.resample_mask`: trilinear, averaged over each voxel).
+        None: the mask must already have the grid's shape.
     """
 
     shape: str
@@ -162,6 +194,7 @@ class CrystalConfig:
     azimuth_deg: float = 0.0
     smooth_m: float | None = None
     mask_file: str | None = None
+    mask_spacing_m: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.shape not in CRYSTAL_SHAPES:
@@ -178,6 +211,9 @@ class CrystalConfig:
             raise ValueError(f"crystal.facets_hkl needs >= 4 planes, got {len(self.facets_hkl)}")
         if self.shape == "mask" and not self.mask_file:
             raise ValueError("crystal.shape = 'mask' needs crystal.mask_file (a .npy array)")
+        if self.shape != "mask" and (self.mask_file or self.mask_spacing_m):
+            raise ValueError(f"crystal.mask_file/mask_spacing_m apply to shape = 'mask' only, not {self.shape!r}")
+        _spacing(self.mask_spacing_m, "crystal.mask_spacing_m")
         _finite_positive(self.smooth_m, "crystal.smooth_m", allow_none=True)
 
 
@@ -188,6 +224,8 @@ DEFORMATION_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "gaussian_bulge": (("amplitude_m", "sigma_m"), ("center_m", "direction")),
     "point_inclusion": (("radius_m", "misfit"), ("center_m", "poisson_ratio")),
     "corner_contact": (("amplitude_m", "decay_m", "corner_toward"), ("direction",)),
+    "array": (("file",), ("spacing_m", "component")),
+    "function": (("function",), ("component",)),
 }
 
 
@@ -200,6 +238,14 @@ class DeformationConfig:
     amplitude_m, sigma_m, decay_m, radius_m : m; misfit, poisson_ratio : dimensionless.
     center_m : [x, y, z] m (default the grid centre). direction, corner_toward : [x, y, z] or "h"/"-h";
     direction defaults to ĥ (gaussian_bulge) or inwards from the corner (corner_contact).
+    file : a .npy displacement array ("array"), (3, Z, Y, X) = (u_x, u_y, u_z) in m (grid frame) or,
+        with component = "h", (Z, Y, X) u_h along ĥ in m; spacing_m : its (dz, dy, dx) voxel size (m,
+        default the simulation grid's), index n // 2 at the grid origin; cubic-spline interpolated
+        (:func:`dynbcdi.simulate.displacement.from_array`).
+    function : ("function") a callable f(x, y, z) of voxel positions (m, grid frame, broadcastable
+        arrays) returning (u_x, u_y, u_z) in m, or u_h with component = "h"; in TOML the import path
+        "package.module:name".
+    component : "vector" (default) or "h".
     """
 
     kind: str
@@ -213,6 +259,10 @@ class DeformationConfig:
     center_m: tuple[float, float, float] | None = None
     direction: str | tuple[float, float, float] | None = None
     corner_toward: str | tuple[float, float, float] | None = None
+    file: str | None = None
+    spacing_m: tuple[float, float, float] | None = None
+    component: str | None = None
+    function: Any = None
 
     def __post_init__(self) -> None:
         if self.kind not in DEFORMATION_KINDS:
@@ -227,6 +277,12 @@ class DeformationConfig:
         for name in ("sigma_m", "decay_m", "radius_m"):
             _finite_positive(getattr(self, name), f"deformation.{name}", allow_none=True)
         _vector(self.center_m, "deformation.center_m")
+        _spacing(self.spacing_m, "deformation.spacing_m")
+        if self.component not in (None, "vector", "h"):
+            raise ValueError(f"deformation.component must be 'vector' or 'h', got {self.component!r}")
+        if self.function is not None and not callable(self.function) and not (
+                isinstance(self.function, str) and self.function.count(":") == 1):
+            raise ValueError(f"deformation.function must be a callable or 'package.module:name', got {self.function!r}")
         for name in ("direction", "corner_toward"):
             value = getattr(self, name)
             if isinstance(value, str) and value not in ("h", "-h"):
@@ -312,6 +368,8 @@ def to_dict(config: Any) -> dict[str, Any]:
     """Plain nested dict (JSON/TOML-able, tuples as lists, None values left out) of a config."""
 
     def clean(value: Any) -> Any:
+        if callable(value):  # a deformation function given through the API: record its import path
+            return f"{getattr(value, '__module__', '?')}:{getattr(value, '__qualname__', repr(value))}"
         if isinstance(value, dict):
             return {k: clean(v) for k, v in value.items() if v is not None}
         if isinstance(value, (list, tuple)):
@@ -322,5 +380,18 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def load_config(path: str | os.PathLike) -> SimulationConfig:
-    """Read a :class:`SimulationConfig` from a TOML file (see the module docstring)."""
-    return from_dict(SimulationConfig, load_toml(path))
+    """Read a :class:`SimulationConfig` from a TOML file (see the module docstring).
+
+    Relative ``crystal.mask_file`` and ``deformation.file`` paths are taken from the TOML file's folder.
+    """
+    data = load_toml(path)
+    folder = Path(path).parent
+
+    def resolve(table: Any, key: str) -> None:
+        if isinstance(table, dict) and isinstance(table.get(key), str) and not Path(table[key]).is_absolute():
+            table[key] = os.fspath(folder / table[key])
+
+    resolve(data.get("crystal"), "mask_file")
+    for d in data.get("deformation", []) if isinstance(data.get("deformation"), list) else []:
+        resolve(d, "file")
+    return from_dict(SimulationConfig, data)

@@ -79,14 +79,36 @@ def build_shape(cfg: CrystalConfig, crystal, rotation: np.ndarray, grid_shape: S
         return shapes.polyhedron(grid_shape, spacing_m, facets[0], facets[1], smooth_m=cfg.smooth_m), facets
     if cfg.shape == "sphere":
         return shapes.sphere(grid_shape, spacing_m, cfg.size_m[0], smooth_m=cfg.smooth_m), None
+    mask = load_array(cfg.mask_file, "crystal.mask_file")
+    if cfg.mask_spacing_m is not None:
+        try:
+            mask = shapes.resample_mask(mask, cfg.mask_spacing_m, grid_shape, spacing_m)
+        except ValueError as err:
+            raise ValueError(f"crystal.mask_file {cfg.mask_file}: {err}") from None
+    elif tuple(mask.shape) != tuple(grid_shape):
+        raise ValueError(f"crystal.mask_file {cfg.mask_file!r} has shape {mask.shape}, the grid is "
+                         f"{tuple(grid_shape)}; give crystal.mask_spacing_m to resample it")
+    try:
+        s = shapes.from_mask(mask, cfg.smooth_m and cfg.smooth_m / min(spacing_m))
+    except ValueError as err:
+        raise ValueError(f"crystal.mask_file {cfg.mask_file}: {err}") from None
+    if not s.any():
+        raise ValueError(f"crystal.mask_file {cfg.mask_file}: the mask is empty on the simulation grid")
+    return s, None
+
+
+def load_array(path: str, what: str) -> np.ndarray:
+    """A finite numeric array from a .npy file (no pickles); one-line errors naming ``what`` and the file."""
     from dynbcdi.io.filecheck import check_input_file, load_npy
 
-    mask = load_npy(check_input_file(cfg.mask_file, "crystal mask file (.npy)"), "crystal mask file")
-    if not np.isfinite(mask).all():
-        raise ValueError(f"crystal.mask_file {cfg.mask_file!r} has {int((~np.isfinite(mask)).sum())} NaN/Inf values")
-    if tuple(mask.shape) != tuple(grid_shape):
-        raise ValueError(f"crystal.mask_file {cfg.mask_file!r} has shape {mask.shape}, the grid is {tuple(grid_shape)}")
-    return shapes.from_mask(mask, cfg.smooth_m and cfg.smooth_m / min(spacing_m)), None
+    p = check_input_file(path, f"{what} (.npy array)")
+    a = load_npy(p, f".npy array ({what})")
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise ValueError(f"{what} {p}: expected a numeric .npy array, got dtype {a.dtype}")
+    bad = int((~np.isfinite(a)).sum()) if np.issubdtype(a.dtype, np.inexact) else 0
+    if bad:
+        raise ValueError(f"{what} {p} has {bad} NaN/Inf values (non-finite)")
+    return a
 
 
 def _direction(value, h_hat: np.ndarray) -> np.ndarray | None:
@@ -125,11 +147,52 @@ def build_displacement(deformations: Sequence[DeformationConfig], s: np.ndarray,
                                      h_hat if direction is None else direction, center)
         elif d.kind == "point_inclusion":
             u += disp.point_inclusion(shape, spacing_m, d.radius_m, d.misfit, center, d.poisson_ratio or 1 / 3)
-        else:
+        elif d.kind == "corner_contact":
             corner = _farthest_point(s, spacing_m, _direction(d.corner_toward, h_hat))
             u += disp.corner_contact(shape, spacing_m, corner, d.amplitude_m, d.decay_m,
                                      _direction(d.direction, h_hat))
+        else:
+            u += _user_field(d, s, spacing_m, h_hat)
+    crystal = s > CRYSTAL_LEVEL
+    if not np.isfinite(u[:, crystal]).all():
+        raise ValueError("the displacement field has non-finite values inside the crystal")
     return u
+
+
+# Voxels with more than this shape value need the displacement (tanh shapes are never exactly 0).
+CRYSTAL_LEVEL = 1e-3
+
+
+def _user_field(d: DeformationConfig, s: np.ndarray, spacing_m: Sequence[float], h_hat: np.ndarray) -> np.ndarray:
+    """(3, Z, Y, X) m of a user deformation: an array file ("array") or a function ("function")."""
+    h_dir = h_hat if d.component == "h" else None
+    if d.kind == "array":
+        field = load_array(d.file, "deformation.file")
+        try:
+            return disp.from_array(field, d.spacing_m or spacing_m, s.shape, spacing_m, h_dir, s > CRYSTAL_LEVEL)
+        except ValueError as err:
+            raise ValueError(f"deformation.file {d.file}: {err}") from None
+    func = _import_function(d.function) if isinstance(d.function, str) else d.function
+    try:
+        return disp.from_callable(s.shape, spacing_m, func, h_dir)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"deformation.function {d.function!r}: {err}") from None
+
+
+def _import_function(path: str):
+    """The callable named by 'package.module:name'."""
+    import importlib
+
+    module, _, name = path.partition(":")
+    try:
+        obj = importlib.import_module(module)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"deformation.function {path!r} cannot be imported: {err}") from None
+    if not callable(obj):
+        raise ValueError(f"deformation.function {path!r} is not callable")
+    return obj
 
 
 def build_sample(cfg: CrystalConfig, deformations: Sequence[DeformationConfig], crystal, hkl: Sequence[int],

@@ -82,11 +82,20 @@ class ReconstructionSettings:
         override :func:`measured_defaults`). start: :class:`dynbcdi.reconstruct.StartConfig`
         (``[reconstruction.start]``, on top of the measured-data start search). model: "tte" (the
         dynamical model) or "kinematic" (the same optimiser with the kinematic model, for comparison).
+    repeats: reconstructions from independent starts (``[reconstruction] repeats = N``); with N > 1
+        the dynamical stage also writes the per-voxel mean and spread of displacement and strain
+        (:mod:`dynbcdi.reconstruct.uncertainty`). In the workflow the repeats share the cached
+        kinematic result, so they differ by the mini-batch order (``config.seed`` + k).
     """
 
     config: Any
     start: Any
     model: Literal["tte", "kinematic"] = "tte"
+    repeats: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.repeats, int) or isinstance(self.repeats, bool) or self.repeats < 1:
+            raise ValueError(f"config key 'reconstruction.repeats' must be an integer >= 1, got {self.repeats!r}")
 
 
 @dataclass(frozen=True)
@@ -168,8 +177,9 @@ def _reconstruction(data: dict[str, Any]) -> ReconstructionSettings:
     model = data.pop("model", "tte")
     if model not in ("tte", "kinematic"):
         raise ValueError(f"config key 'reconstruction.model' must be 'tte' or 'kinematic', got {model!r}")
+    repeats = data.pop("repeats", 1)
     config = config_from_dict(data, config_base, "reconstruction")
-    return ReconstructionSettings(config=config, start=start, model=model)
+    return ReconstructionSettings(config=config, start=start, model=model, repeats=repeats)
 
 
 def measured_defaults() -> tuple[Any, dict[str, Any]]:

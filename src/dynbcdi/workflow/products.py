@@ -63,7 +63,8 @@ class AnalysisStage:
 
         o = ctx.config.output
         dataset = ctx.input("prepare")
-        dyn = ctx.input("dynamical").obj.astype(np.complex128)
+        dyn_file = ctx.input("dynamical")
+        dyn = dyn_file.obj.astype(np.complex128)
         kin = ctx.input("grid").obj.astype(np.complex128)
         supports = {"dynamical": support_from_amplitude(dyn, o.support_threshold)}
         aligned = align_to(kin, dyn, support=supports["dynamical"])
@@ -71,6 +72,7 @@ class AnalysisStage:
         supports["kinematic"] = support_from_amplitude(objects["kinematic"], o.support_threshold)
         h_dir = _h_direction(dataset)
         files, arrays, summary = [], {}, _summary_base(dataset, aligned)
+        spread = _uncertainty_arrays(dyn_file.maps)
         for label in LABELS:
             res = strain_analysis(objects[label], supports[label], dataset.reflection.h_norm, dataset.spacing_m,
                                   h_dir, remove_ramp=o.remove_ramp)
@@ -82,7 +84,8 @@ class AnalysisStage:
                 files.append(f"{label}.vti")
                 write_vti(ctx.folder / files[-1], {"amplitude": np.abs(objects[label]), "phase": res.phase,
                                                    "displacement_pm": res.displacement_m * 1e12,
-                                                   "strain": res.strain, "support": supports[label]},
+                                                   "strain": res.strain, "support": supports[label],
+                                                   **(spread if label == "dynamical" else {})},
                           dataset.spacing_m)
         np.savez_compressed(ctx.folder / "analysis.npz", spacing_m=np.asarray(dataset.spacing_m), **arrays)
         (ctx.folder / "analysis.json").write_text(json.dumps(summary, indent=1))
@@ -100,6 +103,13 @@ class AnalysisStage:
                                     displacement_m=pick("displacement_m"), strain=pick("strain"),
                                     spacing_m=tuple(float(s) for s in z["spacing_m"]),
                                     summary=json.loads((folder / "analysis.json").read_text()))
+
+
+def _uncertainty_arrays(maps: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The spread over repeats (``[reconstruction] repeats``) for the .vti file, if it was computed."""
+    if "displacement_std_m" not in maps:
+        return {}
+    return {"displacement_std_pm": maps["displacement_std_m"] * 1e12, "strain_std": maps["strain_std"]}
 
 
 def _h_direction(dataset: Any) -> np.ndarray:

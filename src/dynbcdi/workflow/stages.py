@@ -228,7 +228,8 @@ class DynamicalStage:
         r = config.reconstruction
         recon = as_plain(r.config)
         recon.pop("device", None)  # where it runs does not change the result
-        return {"model": r.model, "config": recon, "start": as_plain(r.start)}
+        repeats = {"repeats": r.repeats} if r.repeats > 1 else {}  # single runs keep their cache keys
+        return {"model": r.model, "config": recon, "start": as_plain(r.start), **repeats}
 
     def run(self, ctx: StageContext) -> list[str]:
         from dynbcdi.io import save_result
@@ -254,13 +255,32 @@ class DynamicalStage:
         meta = {"frame": "grid", "model": r.model, "scale": float(result.scale),
                 "offsets": np.asarray(result.offsets, float), "stopped_reason": result.stopped_reason,
                 "epochs": int(result.epochs), **_terms_metadata(result)}
-        save_result(ctx.folder / "dynamical.cxi", result.S, dataset.spacing_m, result.support, meta, columns)
+        maps = _uncertainty(dataset, kin, r, model, result, meta) if r.repeats > 1 else None
+        save_result(ctx.folder / "dynamical.cxi", result.S, dataset.spacing_m, result.support, meta, columns,
+                    maps=maps)
         return ["dynamical.cxi"]
 
     def load(self, folder: Path) -> Any:
         from dynbcdi.io import load_result
 
         return load_result(folder / "dynamical.cxi")
+
+
+def _uncertainty(dataset: Any, kin: np.ndarray, r: Any, model: Any, result: Any, meta: dict) -> dict:
+    """The uncertainty maps of ``r.repeats`` runs: ``result`` and r.repeats − 1 more (seeds + 1, …)."""
+    from dynbcdi.reconstruct.uncertainty import repeat_dynamical, uncertainty_map
+
+    with InterruptGuard() as guard:
+        more = repeat_dynamical(dataset, r.repeats - 1, seed=r.config.seed + 1, config=r.config,
+                                kinematic_grid=kin, start=r.start, model=model, callback=guard.callback)
+        guard.check()
+    h = dataset.geometry.grid_frame().to_grid(dataset.geometry.h)
+    um = uncertainty_map([result.S] + [m.S for m in more], dataset.reflection.h_norm, dataset.spacing_m,
+                         h / np.linalg.norm(h), support=result.support)
+    meta["uncertainty"] = um.summary()
+    log.info("uncertainty over %d repeats: median spread %.3g pm (displacement), %.3g (strain)", um.repeats,
+             meta["uncertainty"]["displacement_std_median_pm"], meta["uncertainty"]["strain_std_median"])
+    return um.as_maps()
 
 
 def _terms_metadata(result: Any) -> dict[str, Any]:

@@ -99,6 +99,40 @@ def run_child(args: list[str]) -> dict:
     return result
 
 
+def cli_simulate(n: int, workdir: Path) -> dict:
+    """``dynbcdi simulate --preset au-cube-200 --size n --figures`` in a fresh process: wall time and
+    peak RSS (wait4), the three stacks' times from its summary."""
+    out = workdir / f"au-cube-200_{n}.cxi"
+    cmd = [sys.executable, "-m", "dynbcdi.cli.main", "simulate", "--preset", "au-cube-200", "--size", str(n),
+           "--out", str(out), "--overwrite", "--no-progress", "--figures"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    text = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        raise RuntimeError(f"{' '.join(cmd)} failed")
+    grid = next(ln.split(":")[1].split(",")[0] for ln in text.splitlines() if ln.startswith("grid:"))
+    shape = [int(v) for v in grid.replace("×", " ").split()]
+    models = {ln.split()[1]: float(ln.rsplit("(", 1)[1].split()[0])  # "peak <model> ... (12.3 s)"
+              for ln in text.splitlines() if ln.startswith("peak ")}
+    return {"grid": shape, "angles": N_ANGLES, "wall_s": time.perf_counter() - t0,
+            "peak_rss_bytes": usage.ru_maxrss * 1024, "model_s": models}
+
+
+def simulate_table(rows: list[dict]) -> str:
+    """Markdown table of the CLI simulations, and their memory law base + a·N³ + c·angles·N²."""
+    out = ["| grid (z, y, x) × angles | wall (s) | dynamical / refraction-kinematic / kinematic (s) "
+           "| peak RSS (GiB) |",
+           "|---|---|---|---|"]
+    for r in rows:
+        m = r["model_s"]
+        out.append(f"| {' × '.join(map(str, r['grid']))} × {r['angles']} | {r['wall_s']:.1f} "
+                   f"| {' / '.join(f'{m.get(k, 0):.1f}' for k in ('dynamical', 'refraction_kinematic', 'kinematic'))} "
+                   f"| {r['peak_rss_bytes'] / GIB:.2f} |")
+    law = fit_law([dict(r, chunk=0) for r in rows])
+    return "\n".join(out) + "\n" + law_text(law).replace("memory law", "simulate memory law")
+
+
 def fit_law(rows: list[dict]) -> dict[str, float] | None:
     """Least-squares peak ≈ base + a·N³ + b·chunk·N² + c·angles·N² (bytes; N³ = Z·Y·X, N² = Y·X).
 
@@ -159,9 +193,10 @@ def _cases(args: argparse.Namespace) -> list[tuple[int, int]]:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point (also the child modes ``--child-simulate`` / ``--child-reconstruct``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="64,96,128", help="grid points per direction, comma-separated")
+    parser.add_argument("--sizes", default="64,96,128", help="grid points per direction, comma-separated ('' for none)")
     parser.add_argument("--chunks", default="16", help="chunk sizes for every size (default_config: 16)")
     parser.add_argument("--extra", default="", help="more N:chunk cases, e.g. 128:8,128:32")
+    parser.add_argument("--cli-simulate", default="", help="also time `dynbcdi simulate` at these sizes, e.g. 64,256")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-angles", type=int, help="fit only this many angles (epoch time scaled)")
     parser.add_argument("--workdir", type=Path, default=Path("bench_papersize_out"))
@@ -178,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_reconstruct(Path(path), int(epochs), int(chunk), int(most) or None)))
         return 0
     args.workdir.mkdir(parents=True, exist_ok=True)
+    sims = []
+    for n in filter(None, args.cli_simulate.split(",")):
+        sims.append(cli_simulate(int(n), args.workdir))
+        sim = sims[-1]
+        print(f"dynbcdi simulate --size {n}: {sim['wall_s']:.1f} s, peak {sim['peak_rss_bytes'] / GIB:.2f} GiB",
+              flush=True)
     rows = []
     for n, chunk in _cases(args):
         data = args.workdir / f"au-cube-200_{n}.pkl"
@@ -189,12 +230,15 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"N={n} chunk={chunk}: set-up {row['setup_s']:.1f} s, epochs {row['epoch_s']}, "
               f"peak {row['peak_rss_bytes'] / GIB:.2f} GiB", flush=True)
+    if sims:
+        print(simulate_table(sims))
     law = fit_law(rows)
-    print(table(rows))
-    print(law_text(law))
+    if rows:
+        print(table(rows))
+        print(law_text(law))
     print(f"load average {os.getloadavg()[0]:.2f} at the end, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "law": law}, indent=1))
+        args.json.write_text(json.dumps({"rows": rows, "law": law, "simulate": sims}, indent=1))
     return 0
 
 

@@ -24,7 +24,6 @@ its row (with the reason); the exit status is 1 when any stage failed.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.util
 import math
 import platform
@@ -77,6 +76,10 @@ class Row:
     memory: int | None = None
     note: str = ""
     failed: bool = False
+
+    def markdown(self) -> str:
+        """The table line."""
+        return "| " + " | ".join(self.cells()) + " |"
 
     def cells(self) -> list[str]:
         """The Markdown cells: check, case, time, floor, ratio, peak memory, note."""
@@ -259,37 +262,44 @@ def pipeline_rows(rows: list[Row], sizes: SuiteSizes, device: str, clock: Clock,
 
 
 def _stage(rows: list[Row], checks: list[tuple[str, str]], clock: Clock,
-           fn: Callable[[list[Row]], None]) -> None:
+           fn: Callable[[list[Row]], None], emit: Callable[[str], None] | None = None) -> None:
     """Run one stage, which appends its rows to ``rows`` as it goes; on an error or an exhausted
-    budget, the expected rows it has not written say so (failed=True)."""
+    budget, the expected rows it has not written say so (failed=True). ``emit`` gets each new
+    table line at the end of the stage (so that a run killed later keeps what it measured)."""
     first = len(rows)
-    if clock.left() > 0:
+    why = None
+    if clock.left() <= 0:
+        why = "skipped: time budget spent"
+    else:
         try:
             fn(rows)
-            return
         except Exception as err:  # noqa: BLE001 - a failed stage must not lose the others' numbers
             why = f"error: {type(err).__name__}: {err}".replace("|", "/").replace("\n", " ")[:200]
-    else:
-        why = "skipped: time budget spent"
-    done = {(r.check, r.case) for r in rows[first:]}
-    rows.extend(Row(c, case, note=why, failed=True) for c, case in checks if (c, case) not in done)
+    if why is not None:
+        done = {(r.check, r.case) for r in rows[first:]}
+        rows.extend(Row(c, case, note=why, failed=True) for c, case in checks if (c, case) not in done)
+    for row in rows[first:] if emit is not None else ():
+        emit(row.markdown())
 
 
-def suite(sizes: SuiteSizes, device: str, budget_s: float, tests: str) -> list[Row]:
-    """All stages in order; always one row per expected check (see :func:`expected_checks`)."""
+def suite(sizes: SuiteSizes, device: str, budget_s: float, tests: str,
+          emit: Callable[[str], None] | None = None) -> list[Row]:
+    """All stages in order; always one row per expected check (see :func:`expected_checks`);
+    ``emit`` receives each table line as soon as its stage ends."""
     clock = Clock(budget_s)
     rows: list[Row] = []
-    _stage(rows, [("CUDA tests", "pytest -m gpu")], clock, lambda out: out.append(cuda_tests(tests, 0.25 * budget_s)))
+    _stage(rows, [("CUDA tests", "pytest -m gpu")], clock,
+           lambda out: out.append(cuda_tests(tests, 0.25 * budget_s)), emit)
     for n, b in sizes.tte_cases:
         checks = [(c, f"{n}³ × {b}, strang") for c in ("TTE forward", "TTE forward+backward")]
-        _stage(rows, checks, clock, lambda out, n=n, b=b: out.extend(tte_rows(n, b, device, sizes.repeat)))
+        _stage(rows, checks, clock, lambda out, n=n, b=b: out.extend(tte_rows(n, b, device, sizes.repeat)), emit)
     n = sizes.phasing_n
     _stage(rows, [("phasing (HIO, shrink-wrap/10)", f"{n}³")], clock,
-           lambda out: out.append(phasing_row(n, sizes.phasing_iterations, device, sizes.repeat)))
+           lambda out: out.append(phasing_row(n, sizes.phasing_iterations, device, sizes.repeat)), emit)
     case = f"{sizes.pipeline_preset} {sizes.pipeline_size}"
     _stage(rows, [(c, case) for c in ("pipeline: simulate", "pipeline: kinematic phasing",
                                       "pipeline: dynamical")],
-           clock, lambda out: pipeline_rows(out, sizes, device, clock, reserve_s=0.02 * budget_s))
+           clock, lambda out: pipeline_rows(out, sizes, device, clock, reserve_s=0.02 * budget_s), emit)
     return rows
 
 
@@ -309,16 +319,12 @@ def describe(device: str) -> str:
     return f"{name}, torch {torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
 
 
-def table(rows: list[Row], device: str) -> str:
-    """The Markdown table with a caption line."""
-    out = [f"GPU suite on {describe(device)}:", "",
-           "| check | case | time | floor | ratio | peak memory | note |", "|---|---|---|---|---|---|---|"]
-    out += ["| " + " | ".join(r.cells()) + " |" for r in rows]
-    return "\n".join(out)
+HEADER = ("| check | case | time | floor | ratio | peak memory | note |\n"
+          "|---|---|---|---|---|---|---|")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: prints the table; exit status 1 when a stage failed."""
+    """Command-line entry point: prints the table line by line; exit status 1 when a stage failed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -331,9 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     from dynbcdi.devices import resolve_device
 
     device = str(resolve_device(args.device))
-    rows = suite(SIZES[args.size], device, args.budget_s, args.tests)
-    print(table(rows, device), flush=True)
-    return 1 if any(r.failed for r in rows) else 0
+    print(f"GPU suite ({args.size}) on {describe(device)}:\n\n{HEADER}", flush=True)
+    rows = suite(SIZES[args.size], device, args.budget_s, args.tests, emit=lambda line: print(line, flush=True))
+    failed = [f"{r.check} ({r.case})" for r in rows if r.failed]
+    print(f"\n{len(rows) - len(failed)} of {len(rows)} checks done"
+          + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

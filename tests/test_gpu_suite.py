@@ -38,6 +38,7 @@ def test_tiny_suite_on_cpu_prints_every_row():
     rows = _table_rows(proc.stdout)
     expected = _driver().expected_checks(_driver().SIZES["tiny"])
     assert [r[0] for r in rows] == expected
+    assert f"{len(expected)} of {len(expected)} checks done" in proc.stdout
     assert rows[0][-1].startswith("1 skipped") or "passed" in rows[0][-1]  # the gpu-marked test ran or skipped
     for row in rows[1:]:
         assert re.fullmatch(r"[\d.]+ (ms|s)", row[2]), row  # every stage has a time
@@ -54,8 +55,10 @@ def test_failed_or_late_stage_keeps_its_rows_and_fails():
         out.append(suite.Row("a", "x", 1.0))
         raise RuntimeError("boom | bad")
 
-    suite._stage(rows, [("a", "x"), ("b", "x")], suite.Clock(100.0), half_then_crash)
+    lines: list[str] = []
+    suite._stage(rows, [("a", "x"), ("b", "x")], suite.Clock(100.0), half_then_crash, lines.append)
     assert [(r.check, r.failed) for r in rows] == [("a", False), ("b", True)]
+    assert lines == [r.markdown() for r in rows] and lines[0].startswith("| a | x | 1.00 s |")
     assert rows[1].note == "error: RuntimeError: boom / bad"  # no '|' to break the table
     suite._stage(rows, [("c", "y")], suite.Clock(0.0), lambda out: pytest.fail("must not run"))
     assert rows[-1].note == "skipped: time budget spent" and rows[-1].failed

@@ -299,7 +299,7 @@ def suite(sizes: SuiteSizes, device: str, budget_s: float, tests: str,
     case = f"{sizes.pipeline_preset} {sizes.pipeline_size}"
     _stage(rows, [(c, case) for c in ("pipeline: simulate", "pipeline: kinematic phasing",
                                       "pipeline: dynamical")],
-           clock, lambda out: pipeline_rows(out, sizes, device, clock, reserve_s=0.02 * budget_s), emit)
+           clock, lambda out: pipeline_rows(out, sizes, device, clock, reserve_s=0.05 * budget_s), emit)
     return rows
 
 

@@ -9,8 +9,10 @@ chunk size, two fresh subprocesses:
    pipeline's settings: 5 mini-batches per epoch, ``chunk_size`` 16 unless ``--chunks`` says
    otherwise), started from the true crystal, for ``--epochs`` epochs, no fit statistics. Times:
    the set-up (data to torch, operators, one forward pass over all angles for the intensity
-   scale) and each epoch (from the run's history). Memory: the process's resident-set high-water
-   mark (``ru_maxrss``, via wait4), i.e. what the machine must hold, the loaded data set included.
+   scale) and each epoch (wall, from the run's history; CPU time of the process from the second
+   epoch on: on a shared machine the wall time depends on the load, the CPU time much less).
+   Memory: the process's resident-set high-water mark (``ru_maxrss``, via wait4), i.e. what the
+   machine must hold, the loaded data set included.
 
 ``--max-angles M`` fits a subset of M evenly spread angles (mini-batches scaled to keep ~80 angles
 each) and scales the epoch time by 401/M: for grids where a full epoch is too slow; the table
@@ -75,13 +77,16 @@ def _reconstruct(path: Path, epochs: int, chunk: int, max_angles: int | None) ->
     cfg = dataclasses.replace(base, optimizer=dataclasses.replace(base.optimizer, chunk_size=chunk,
                                                                   n_batches=n_batches))
     model = forward_model(ds)
+    cpu = [time.process_time()]  # CPU time of this process: what the wall time would be on an idle core
     t0 = time.perf_counter()
-    res = reconstruct(ds.intensity[take], ds.valid, dq, model, ds.truth, cfg, evaluate=False)
+    res = reconstruct(ds.intensity[take], ds.valid, dq, model, ds.truth, cfg, evaluate=False,
+                      progress=lambda record: cpu.append(time.process_time()))
     total = time.perf_counter() - t0
     times = np.diff([0.0, *(r.time_s for r in res.history.records)])
+    cpu_epochs = np.diff(cpu)  # the first includes the set-up
     return {"grid": list(ds.truth.shape), "angles": int(take.size), "chunk": chunk, "n_batches": n_batches,
             "epochs": len(times), "setup_s": total - float(times.sum()), "epoch_s": [float(t) for t in times],
-            "threads": torch.get_num_threads()}
+            "epoch_cpu_s": [float(t) for t in cpu_epochs[1:]], "threads": torch.get_num_threads()}
 
 
 def run_child(args: list[str]) -> dict:
@@ -160,13 +165,15 @@ def fit_law(rows: list[dict]) -> dict[str, float] | None:
 
 def table(rows: list[dict]) -> str:
     """Markdown table of the reconstruct cases."""
-    out = ["| grid (z, y, x) | angles fitted | chunk | set-up (s) | time per epoch (s) | per mini-batch (s) "
-           "| peak RSS (GiB) |", "|---|---|---|---|---|---|---|"]
+    out = ["| grid (z, y, x) | angles fitted | chunk | set-up (s) | time per epoch (s) | CPU per epoch (s) "
+           "| per mini-batch (s) | peak RSS (GiB) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        epoch = float(np.median(r["epoch_s"])) * N_ANGLES / r["angles"]
-        note = "" if r["angles"] == N_ANGLES else f" (from {r['angles']} angles × {N_ANGLES / r['angles']:.2f})"
+        scale = N_ANGLES / r["angles"]
+        epoch = float(np.median(r["epoch_s"])) * scale
+        note = "" if r["angles"] == N_ANGLES else f" (from {r['angles']} angles × {scale:.2f})"
+        cpu = f"{float(np.median(r['epoch_cpu_s'])) * scale:.1f}" if r.get("epoch_cpu_s") else "–"
         out.append(f"| {' × '.join(map(str, r['grid']))} | {r['angles']} | {r['chunk']} | {r['setup_s']:.1f} "
-                   f"| {epoch:.1f}{note} | {float(np.median(r['epoch_s'])) / r['n_batches']:.1f} "
+                   f"| {epoch:.1f}{note} | {cpu} | {float(np.median(r['epoch_s'])) / r['n_batches']:.1f} "
                    f"| {r['peak_rss_bytes'] / GIB:.2f} |")
     return "\n".join(out)
 

@@ -13,11 +13,11 @@ from dynbcdi.simulate.presets import sized_preset
 
 
 def test_batch_size_follows_the_budget_within_bounds():
-    per_angle_64 = 256 * 256 * (8 + 4 + 8)  # complex64 exit waves, float32 patterns, float64 copy
+    per_angle_64 = 256 * 256 * (2 * 8 + 3 * 4)  # complex64 exit waves and far field, 3 float32 fields
     assert scan.stack_batch_size(8, 401, (256, 256), torch.complex64) == scan.STACK_CALL_BUDGET_BYTES // per_angle_64
     assert scan.stack_batch_size(8, 401, (256, 256), torch.complex128) < scan.stack_batch_size(
         8, 401, (256, 256), torch.complex64)
-    assert scan.stack_batch_size(8, 401, (32, 32), torch.complex64) == 401  # all angles in one call
+    assert scan.stack_batch_size(8, 401, (40, 40), torch.complex64) == 401  # all angles in one call
     assert scan.stack_batch_size(500, 401, (4096, 4096), torch.complex64) == 401  # never more than the angles
     assert scan.stack_batch_size(8, 401, (4096, 4096), torch.complex64) == 8  # the configured minimum
 

@@ -155,22 +155,23 @@ def check_sampling(geometry: BraggGeometry, frame: GridFrame, s: np.ndarray,
 
 
 STACK_CALL_BUDGET_BYTES = 128 << 20
-"""Output of one forward-model call in :func:`simulate_dataset` (exit waves, patterns and their
-float64 copy): calls take as many angles as fit in it (:func:`stack_batch_size`)."""
+"""Per-angle fields of one forward-model call in :func:`simulate_dataset` (exit waves, their far
+field, the patterns): calls take as many angles as fit in it (:func:`stack_batch_size`)."""
 
 
 def stack_batch_size(minimum: int, n_angles: int, plane: tuple[int, int], dtype: torch.dtype) -> int:
     """Rocking angles per forward-model call: as many as keep the call's output within
     :data:`STACK_CALL_BUDGET_BYTES`, at least ``minimum`` (the configured batch size), at most ``n_angles``.
 
-    plane : (rows, cols) of the patterns; dtype : complex dtype of S. Per angle a call holds the
-    complex exit waves, the real patterns and their float64 copy. Larger calls cost no accuracy: the
-    TTE model marches the angles of a call in its own cache-sized chunks and gives the same numbers;
-    they save its per-call set-up (the crystal's step operators): the 128³ au-cube-200 stack (401
-    angles) took 9.5 s in one call against 24 s in calls of 8 on one loaded core.
+    plane : (rows, cols) of the patterns; dtype : complex dtype of S. Per angle a call holds two
+    complex fields (exit waves, far field) and three real ones (|far field|², a temporary, the
+    shifted patterns). Larger calls cost no accuracy: the TTE model marches the angles of a call in
+    its own cache-sized chunks and gives the same numbers; they save its per-call set-up (the
+    crystal's step operators): the 128³ au-cube-200 stack (401 angles) took 9.5 s in one call
+    against 24 s in calls of 8 on one loaded core.
     """
     complex_bytes = torch.empty((), dtype=dtype).element_size()
-    per_angle = plane[0] * plane[1] * (complex_bytes + complex_bytes // 2 + 8)
+    per_angle = plane[0] * plane[1] * (2 * complex_bytes + 3 * complex_bytes // 2)
     return int(min(max(n_angles, 1), max(minimum, STACK_CALL_BUDGET_BYTES // per_angle)))
 
 

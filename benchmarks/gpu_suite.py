@@ -9,14 +9,17 @@ Stages, each timed with ``torch.cuda.synchronize()`` around the clock on a GPU:
 3. kinematic phasing (HIO with shrink-wrap every 10 iterations on the :mod:`bench_phasing` test
    crystal): ms per iteration from the difference of a long and a short run (set-up cancels),
    against the floor of one 3-D FFT + inverse FFT pair of the same complex64 array;
-4. the ``au-cube-200`` pipeline: simulation, kinematic phasing (``--starts`` starts), a single
-   truth-free start (no start search: it would take the whole budget at 256³), then dynamical
-   epochs until the time budget is spent; phase error against the truth at the end.
+4. the ``au-cube-200`` pipeline: simulation (three models), kinematic phasing (the paper's 1800
+   iterations, one start), a single truth-free start (no start search: it would take the whole
+   budget at 256³), then dynamical epochs until the time budget is spent; phase error against the
+   truth at the end.
 
 Sizes: ``--size full`` (GPU: TTE 128³ × 128 and 256³ × 401, phasing 256³, pipeline at 256) or
-``--size tiny`` (the same stages in seconds on a CPU, for the test suite); ``--device`` defaults to
-cuda when available. A stage that fails or does not fit the ``--budget-s`` time budget still gets
-its row (with the reason); the exit status is 1 when any stage failed.
+``--size tiny`` (the same stages in seconds on a CPU, for the test suite; its pipeline runs the
+au-demo preset at 32 points with a short phasing recipe); ``--device`` defaults to cuda when
+available. A stage that fails or does not fit the ``--budget-s`` time budget still gets its row
+(with the reason); the exit status is 1 when any stage failed. Peak memory: on a GPU
+``torch.cuda.max_memory_allocated`` per stage; on a CPU the process's RSS high-water mark.
 
     python benchmarks/gpu_suite.py --size full --device cuda --budget-s 420
 """

@@ -64,8 +64,12 @@ def _model(integrator: str, chunk: int | None):
                     integrator=integrator, angle_chunk=chunk)
 
 
+def _is_cuda(device: str) -> bool:
+    return torch.device(device).type == "cuda"  # also "cuda:1"
+
+
 def _sync(device: str) -> None:
-    if device == "cuda":
+    if _is_cuda(device):
         torch.cuda.synchronize()
 
 
@@ -115,7 +119,7 @@ def run_case(n: int, b: int, integrator: str, device: str, mode: str, repeat: in
     s.requires_grad_()
     phi.requires_grad_()
     weights = torch.rand(b, n, n, device=device, dtype=s.dtype)
-    if device == "cuda":
+    if _is_cuda(device):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
@@ -129,7 +133,7 @@ def run_case(n: int, b: int, integrator: str, device: str, mode: str, repeat: in
         _sync(device)
         best = min(best, time.perf_counter() - t)
         s.grad = phi.grad = None
-    peak = (torch.cuda.max_memory_allocated() if device == "cuda"
+    peak = (torch.cuda.max_memory_allocated() if _is_cuda(device)
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) - base
     out.update(fwdbwd_s=best, peak_bytes=int(peak))
     return out

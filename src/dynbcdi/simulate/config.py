@@ -321,7 +321,8 @@ class NoiseConfig:
 class ModelConfig:
     """Forward-model options.
 
-    polarization : "sigma", "pi" or an explicit factor C. batch_size : rocking angles per TTE call.
+    polarization : "sigma", "pi" or an explicit factor C. batch_size : at least this many rocking
+    angles per TTE call (more while the call output fits scan.STACK_CALL_BUDGET_BYTES).
     precision : "single" (complex64) or "double" (complex128).
     kinematic, refraction_kinematic : also compute these stacks (noise-free) for comparison.
     integrator : TTE integrator, "strang" (2nd order) or "rk4" (4th-order Lawson);

@@ -154,6 +154,27 @@ def check_sampling(geometry: BraggGeometry, frame: GridFrame, s: np.ndarray,
     return ratios
 
 
+STACK_CALL_BUDGET_BYTES = 128 << 20
+"""Per-angle fields of one forward-model call in :func:`simulate_dataset` (exit waves, their far
+field, the patterns): calls take as many angles as fit in it (:func:`stack_batch_size`)."""
+
+
+def stack_batch_size(minimum: int, n_angles: int, plane: tuple[int, int], dtype: torch.dtype) -> int:
+    """Rocking angles per forward-model call: as many as keep the call's output within
+    :data:`STACK_CALL_BUDGET_BYTES`, at least ``minimum`` (the configured batch size), at most ``n_angles``.
+
+    plane : (rows, cols) of the patterns; dtype : complex dtype of S. Per angle a call holds two
+    complex fields (exit waves, far field) and three real ones (|far field|², a temporary, the
+    shifted patterns). Larger calls cost no accuracy: the TTE model marches the angles of a call in
+    its own cache-sized chunks and gives the same numbers; they save its per-call set-up (the
+    crystal's step operators): the 128³ au-cube-200 stack (401 angles) took 9.5 s in one call
+    against 24 s in calls of 8 on one loaded core.
+    """
+    complex_bytes = torch.empty((), dtype=dtype).element_size()
+    per_angle = plane[0] * plane[1] * (2 * complex_bytes + 3 * complex_bytes // 2)
+    return int(min(max(n_angles, 1), max(minimum, STACK_CALL_BUDGET_BYTES // per_angle)))
+
+
 def compute_stack(model: torch.nn.Module, S: torch.Tensor, dq: np.ndarray, batch_size: int,
                   progress: Progress | bool | None = None, label: str = "TTE") -> np.ndarray:
     """Patterns of ``model`` for every Δq_j in batches: (N, Y, X) float64 numpy array.
@@ -172,7 +193,7 @@ def compute_stack(model: torch.nn.Module, S: torch.Tensor, dq: np.ndarray, batch
     with torch.no_grad():
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            out[start:stop] = model(S, dq_t[start:stop]).double().cpu().numpy()
+            out[start:stop] = model(S, dq_t[start:stop]).cpu().numpy()  # cast to float64 here: no copy
             if bar is not None:
                 bar.update(stop - start)
             elif callable(progress):
@@ -290,12 +311,13 @@ def simulate_dataset(config: SimulationConfig, device: str | torch.device = "cpu
     logger.info("simulating %s: grid %s, spacing %s nm, %d angles on %s", config.name, truth.shape,
                 tuple(round(d * 1e9, 3) for d in p.spacing_m), dq.shape[0], device)
     stacks, timings = {}, {}
+    batch = stack_batch_size(config.model.batch_size, dq.shape[0], S.shape[1:], S.dtype)
     for name, model in _models(config, p.geometry, p.reflection, p.spacing_m, p.frame).items():
         t0 = time.perf_counter()
         if comm is None:
-            stacks[name] = compute_stack(model, S, dq, config.model.batch_size, progress, label=name)
+            stacks[name] = compute_stack(model, S, dq, batch, progress, label=name)
         else:
-            stacks[name] = sharded_stack(comm, model, S, dq, config.model.batch_size, progress, label=name)
+            stacks[name] = sharded_stack(comm, model, S, dq, batch, progress, label=name)
         timings[f"time_{name}_s"] = time.perf_counter() - t0
     intensity, valid, hot = _apply_noise(config, stacks["dynamical"])
     shift = _predicted_shift(p.sample, p.spacing_m, p.geometry, p.frame, p.reflection)

@@ -141,3 +141,43 @@ def test_frame_stride_keeps_twofold_oversampling():
     assert frame_stride(dq[:40], support, spacing, max_stride=8) == 2  # 40 frames: ≥ 16 kept
     assert frame_stride(dq, support, spacing, max_stride=1) == 1
     assert trial_loss([4.0, 3.0, 2.0, 1.0]) == 1.0 and trial_loss(list(range(10, 0, -1))) == 2.0
+
+
+def test_cli_start_search_interrupt_and_resume(tmp_path, au200_plate, monkeypatch, capsys):
+    """`dynbcdi reconstruct`: Ctrl-C in the start search exits 130 and keeps the finished trials;
+    --resume finishes the search and gives the uninterrupted run's result bit-for-bit; --epochs 1
+    bounds the trials to one epoch."""
+    from dynbcdi.cli.main import main
+    from dynbcdi.io import Dataset, load_result, save_dataset, save_result
+
+    p = au200_plate
+    ds = Dataset(intensity=p["intensity"], valid=p["valid"], geometry=p["geometry"], reflection=p["reflection"],
+                 spacing_m=p["spacing"], truth=p["truth"])
+    data = str(save_dataset(ds, tmp_path / "scan.npz"))
+    init = str(save_result(tmp_path / "init.npz", fourier_shift(p["truth"], (0.5, 0.0, 0.0)), p["spacing"],
+                           metadata={"frame": "grid"}))
+
+    def args(out):
+        return ["reconstruct", data, "--init", init, "--out", str(tmp_path / out), "--epochs", "1"]
+
+    assert main(args("whole")) == 0
+    state = json.loads((tmp_path / "whole" / "checkpoint" / "start_search.json").read_text())
+    assert state["trial_epochs"] == 1 and all(len(t["losses"]) <= 1 for t in state["trials"].values())
+    assert main(args("cut") + ["--resume"]) == 2 and "no checkpoint" in capsys.readouterr().err
+
+    real, calls = start_module.TrialProblem.losses, []
+
+    def ctrl_c_at_third(self, obj):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, obj)
+
+    monkeypatch.setattr(start_module.TrialProblem, "losses", ctrl_c_at_third)
+    assert main(args("cut")) == 130
+    assert "--resume" in capsys.readouterr().out
+    assert len(json.loads((tmp_path / "cut" / "checkpoint" / "start_search.json").read_text())["trials"]) == 2
+    monkeypatch.setattr(start_module.TrialProblem, "losses", real)
+    assert main(args("cut") + ["--resume"]) == 0
+    whole, cut = load_result(tmp_path / "whole" / "reconstruction.cxi"), load_result(tmp_path / "cut" / "reconstruction.cxi")
+    np.testing.assert_array_equal(cut.obj, whole.obj)

@@ -102,18 +102,19 @@ def test_interrupted_search_resumes_bit_for_bit(tiny, quick, tmp_path):
 
 
 def test_interrupted_trial_is_not_ranked(tiny, tmp_path, monkeypatch):
-    # Ctrl-C inside a trial: reconstruct returns "interrupted"; the search must stop, not rank it
+    # Ctrl-C inside a trial: reconstruct returns a partial result marked "interrupted"; the search
+    # must raise KeyboardInterrupt, not rank that partial trial (before issue 15 it was ranked, exit 0)
     real = start_module.reconstruct
 
     def interrupted_run(*args, **kwargs):
-        def ctrl_c(epoch, params):
-            raise KeyboardInterrupt
-        return real(*args, **kwargs, callback=ctrl_c)
+        run = real(*args, **kwargs)
+        run.stopped_reason = "interrupted"
+        return run
 
     monkeypatch.setattr(start_module, "reconstruct", interrupted_run)
     state = tmp_path / "start_search.json"
     with pytest.raises(KeyboardInterrupt):
-        choose_start(tiny["dataset"], tiny["kin"], default_config(20), model=tiny["model"], start=SEARCH,
+        choose_start(tiny["dataset"], tiny["kin"], default_config(1), model=tiny["model"], start=SEARCH,
                      state_path=state)
     assert not state.exists()
 

@@ -166,7 +166,7 @@ def test_cli_start_search_interrupt_and_resume(tmp_path, au200_plate, monkeypatc
     assert state["trial_epochs"] == 1 and all(len(t["losses"]) <= 1 for t in state["trials"].values())
     assert main(args("cut") + ["--resume"]) == 2 and "no checkpoint" in capsys.readouterr().err
 
-    real, calls = start_module.TrialProblem.losses, []
+    real, calls = start_module.TrialProblem.run, []
 
     def ctrl_c_at_third(self, obj):
         calls.append(1)
@@ -174,11 +174,11 @@ def test_cli_start_search_interrupt_and_resume(tmp_path, au200_plate, monkeypatc
             raise KeyboardInterrupt
         return real(self, obj)
 
-    monkeypatch.setattr(start_module.TrialProblem, "losses", ctrl_c_at_third)
+    monkeypatch.setattr(start_module.TrialProblem, "run", ctrl_c_at_third)
     assert main(args("cut")) == 130
     assert "--resume" in capsys.readouterr().out
     assert len(json.loads((tmp_path / "cut" / "checkpoint" / "start_search.json").read_text())["trials"]) == 2
-    monkeypatch.setattr(start_module.TrialProblem, "losses", real)
+    monkeypatch.setattr(start_module.TrialProblem, "run", real)
     assert main(args("cut") + ["--resume"]) == 0
     whole, cut = load_result(tmp_path / "whole" / "reconstruction.cxi"), load_result(tmp_path / "cut" / "reconstruction.cxi")
     np.testing.assert_array_equal(cut.obj, whole.obj)

@@ -112,14 +112,16 @@ class TrialProblem:
     def epochs(self) -> int:
         return self.config.epochs
 
-    def losses(self, obj: np.ndarray) -> list[float]:
-        """The epoch losses of a trial from ``obj`` (Z, Y, X) complex; KeyboardInterrupt if it was
-        interrupted (a partial trial must not be ranked)."""
+    def run(self, obj: np.ndarray) -> tuple[float, list[float]]:
+        """(rank, epoch losses) of a trial from ``obj`` (Z, Y, X) complex, the rank :func:`trial_loss`
+        of the epoch losses. KeyboardInterrupt if the trial was interrupted (a partial trial must not
+        be ranked)."""
         run = reconstruct(self.intensity, self.valid, self.dq, self.model, obj, self.config,
                           rocking_step_rad=self.step_rad, evaluate=False)
         if run.interrupted:
             raise KeyboardInterrupt
-        return [float(v) for v in run.history.loss]
+        losses = [float(v) for v in run.history.loss]
+        return trial_loss(losses), losses
 
     def fingerprint(self, *extra: Any) -> str:
         """sha256 of the trial data, settings and ``extra`` (what makes stored trial losses reusable)."""
@@ -188,8 +190,7 @@ class StartSearch:
             loss = self.by_object[digest]
             losses: list[float] = []
         else:
-            losses = self.problem.losses(obj)
-            loss = trial_loss(losses)
+            loss, losses = self.problem.run(obj)
         self.by_object[digest] = loss
         self.trials[key] = {"loss": loss, "losses": losses}
         self._save()

@@ -208,7 +208,7 @@ class StartSearch:
             self.done += 1
             if obj is not None:
                 log.info("start candidate %s: loss %.4g after %d trial epochs%s", candidate, loss,
-                         self.problem.epochs, " (stored)" if cached else "")
+                         self.problem.epochs, " (known)" if cached else "")
                 if best is None or loss < best[1]:
                     best = (candidate, loss, obj)
                 self.best_loss = min(self.best_loss, loss)

@@ -180,5 +180,5 @@ def test_cli_start_search_interrupt_and_resume(tmp_path, au200_plate, monkeypatc
     assert len(json.loads((tmp_path / "cut" / "checkpoint" / "start_search.json").read_text())["trials"]) == 2
     monkeypatch.setattr(start_module.TrialProblem, "run", real)
     assert main(args("cut") + ["--resume"]) == 0
-    whole, cut = load_result(tmp_path / "whole" / "reconstruction.cxi"), load_result(tmp_path / "cut" / "reconstruction.cxi")
+    whole, cut = (load_result(tmp_path / run / "reconstruction.cxi") for run in ("whole", "cut"))
     np.testing.assert_array_equal(cut.obj, whole.obj)

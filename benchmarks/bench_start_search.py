@@ -59,19 +59,20 @@ def main() -> None:
     parser.add_argument("--preset", choices=("au-demo", "au-cube-200", "sr2iro4-116"), default="au-demo")
     parser.add_argument("--size", type=int, default=64, help="points per direction")
     parser.add_argument("--starts", type=int, default=2, help="random starts of the kinematic phasing")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the kinematic phasing")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--rankings", default="exhaustive,quick")
     args = parser.parse_args()
     torch.set_num_threads(1)
     ds = simulate(args.preset, args.size)
-    phasing = phase_retrieval(ds.intensity, ds.valid, recipe="paper", n_starts=args.starts, seed=0)
+    phasing = phase_retrieval(ds.intensity, ds.valid, recipe="paper", n_starts=args.starts, seed=args.seed)
     kin = kinematic_on_grid(ds, phasing)
     model, config = forward_model(ds), default_config(args.epochs)
     truth = ds.truth.astype(np.complex128)
     h = ds.geometry.grid_frame().to_grid(ds.geometry.h)
     kw = {"support": np.abs(truth) > 0.5, "h_norm": ds.reflection.h_norm, "spacing_m": ds.spacing_m,
           "h_dir_grid": h / np.linalg.norm(h)}
-    print(f"{args.preset} at {args.size}: grid {ds.truth.shape}, {ds.intensity.shape[0]} angles, "
+    print(f"{args.preset} at {args.size}, phasing seed {args.seed}: grid {ds.truth.shape}, {ds.intensity.shape[0]} angles, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, load {os.getloadavg()[0]:.1f}")
     print("| ranking | search CPU s | main CPU s | search / total | phase RMS (rad) |\n|---|---|---|---|---|")
     for ranking in args.rankings.split(","):

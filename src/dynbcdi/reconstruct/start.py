@@ -46,7 +46,8 @@ class StartProgress:
     done: candidates ranked so far (including those read back from the state file); total: the
     candidates planned (an upper bound: a search that keeps the kinematic amplitude stops early);
     candidate: its description; loss: its trial loss (NaN when it does not fit the periodic box);
-    best_loss: the lowest trial loss so far; cached: read back from the state file (not rerun).
+    best_loss: the lowest trial loss so far; cached: known already (read back from the state file, or
+    the same candidate trialled earlier in this search), not rerun.
     """
 
     done: int
@@ -140,6 +141,10 @@ class TrialProblem:
 Candidate = Any  # hashable description of a candidate, e.g. (shift, (threshold, kind))
 
 
+def _rank(loss: float) -> float:
+    return loss if math.isfinite(loss) else math.inf
+
+
 class StartSearch:
     """Ranks candidate starts by :class:`TrialProblem` losses, with progress and a resumable state.
 
@@ -209,7 +214,7 @@ class StartSearch:
             if obj is not None:
                 log.info("start candidate %s: loss %.4g after %d trial epochs%s", candidate, loss,
                          self.problem.epochs, " (known)" if cached else "")
-                if best is None or loss < best[1]:
+                if best is None or _rank(loss) < _rank(best[1]):  # a non-finite trial never wins
                     best = (candidate, loss, obj)
                 self.best_loss = min(self.best_loss, loss)
             if self.progress is not None:

@@ -3,10 +3,10 @@ their cost, progress, interruption and resumption.
 
 A candidate start is ranked by its loss after a few trial epochs of the dynamical reconstruction.
 The trials can run on a cheaper problem (:class:`TrialProblem`): fewer epochs and every k-th
-rocking frame around the peak, as long as the frames kept still sample the crystal's extent along
-the rocking direction at twice the Nyquist rate (oversampling ≥ 2, :func:`frame_stride`), so
+rocking frame around the peak, as long as the frames kept still sample the candidates' intensity at
+its Nyquist rate along the rocking direction (object oversampling ≥ 2, :func:`frame_stride`), so
 the subset still determines the object. Identical candidate objects (e.g. the convex hulls of two
-thresholds) are trialled once.
+thresholds, or a threshold tried again at the translation it already had) are trialled once.
 
 Trials are deterministic given ``config.seed``; a :class:`StartSearch` with a state file keeps the
 finished trials' losses (JSON, written atomically after every trial), so that a search interrupted

@@ -43,7 +43,8 @@ STATE_VERSION = 1
 class StartProgress:
     """Progress of the start search after one candidate.
 
-    done: candidates ranked so far (including those read back from the state file); total: the
+    done: candidates ranked so far (including those read back from the state file; 0 at the start of
+    the search, before the first trial); total: the
     candidates planned (an upper bound: a search that keeps the kinematic amplitude stops early);
     candidate: its description; loss: its trial loss (NaN when it does not fit the periodic box);
     best_loss: the lowest trial loss so far; cached: known already (read back from the state file, or
@@ -163,6 +164,9 @@ class StartSearch:
         self.best_loss = math.inf
         if resume and self.state_path is not None and self.state_path.is_file():
             self._load()
+        self._save()  # from the start: a search interrupted in its first trial can be resumed too
+        if progress is not None:
+            progress(StartProgress(0, total, "", math.nan, math.inf))
 
     def _load(self) -> None:
         path = self.state_path

@@ -161,7 +161,7 @@ def test_measured_start_tries_the_kinematic_amplitude_first(tiny_au, caplog):
     config = default_config(10, measured=True)
     t = config.terms
     assert t.rocking.refine and t.frame_scale.refine and t.blur.refine and t.free_fraction > 0
-    with caplog.at_level(logging.INFO, logger="dynbcdi.reconstruct.pipeline"):
+    with caplog.at_level(logging.INFO, logger="dynbcdi.reconstruct"):
         kept = choose_start(measured, truth, config, model=model)
     inside = np.abs(truth) > 0
     np.testing.assert_array_equal(kept[inside], truth[inside])

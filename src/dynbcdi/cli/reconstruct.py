@@ -5,7 +5,8 @@ Example::
     dynbcdi reconstruct scan.cxi --init phasing.cxi --out run1 --config run.toml --epochs 300
 
 Writes ``DIR/reconstruction.cxi`` (dynbcdi.io.save_result), ``DIR/history.csv`` and
-``DIR/history.json``, and keeps ``DIR/checkpoint/`` for ``--resume`` (also after Ctrl-C). A non-empty
+``DIR/history.json``, and keeps ``DIR/checkpoint/`` for ``--resume`` (also after Ctrl-C): the main
+loop's checkpoint and the start search's finished trials (``start_search.json``). A non-empty
 DIR is refused unless ``--resume`` (continue its checkpoint) or ``--overwrite`` (start again) is given,
 so neither results nor an interrupted run's checkpoint are replaced silently.
 """
@@ -24,11 +25,13 @@ from tqdm import tqdm
 from dynbcdi.distributed import Communicator, SingleProcess, init_distributed
 from dynbcdi.reconstruct import (ReconstructionConfig, ReconstructionResult, choose_start, default_config, load_config,
                                  reconstruct, rocking_step_rad)
+from dynbcdi.reconstruct.checkpoint import checkpoint_path
 
 RESULT_NAME = "reconstruction.cxi"
 HISTORY_CSV = "history.csv"
 HISTORY_JSON = "history.json"
 CHECKPOINT_DIR = "checkpoint"
+START_SEARCH_STATE = "start_search.json"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -168,7 +171,9 @@ def _check_targets(out: Path, overwrite: bool, resume: bool) -> None:
                      remedy="pass --resume to continue the run saved in it, --overwrite to start again "
                             "(its checkpoint and results are replaced), or choose another --out")
     if resume:
-        load_checkpoint(out / CHECKPOINT_DIR)  # missing, empty, truncated or corrupt: one line naming it
+        ckpt = out / CHECKPOINT_DIR  # a start search interrupted before the loop began left only its trials
+        if checkpoint_path(ckpt).is_file() or not (ckpt / START_SEARCH_STATE).is_file():
+            load_checkpoint(ckpt)  # missing, empty, truncated or corrupt: one line naming it
         for name in (RESULT_NAME, HISTORY_CSV, HISTORY_JSON):
             if (out / name).exists() and not overwrite:
                 raise FileExistsError(f"{out / name} exists (the run finished); pass --overwrite with "
@@ -204,14 +209,42 @@ def _print_second_interrupt(checkpoint_dir: Path) -> None:
         print("interrupted at once, before any state was saved")
 
 
+def _select_start(args: argparse.Namespace, dataset, init: np.ndarray, cfg: ReconstructionConfig, model,
+                  state: Path, show: bool) -> np.ndarray:
+    """:func:`choose_start` with a progress bar (candidate k of n, best trial loss so far), its finished
+    trials kept in ``state`` and, with ``--resume``, read back from it."""
+    with tqdm(total=1, unit="trial", desc="start search",
+              disable=not show or getattr(args, "no_progress", False)) as bar:
+        def progress(p) -> None:
+            bar.total, bar.n = p.total, p.done
+            bar.set_postfix(best=f"{p.best_loss:.4g}", refresh=False)
+            bar.refresh()
+
+        return choose_start(dataset, init, cfg, model=model, progress=progress, state_path=state,
+                            resume=args.resume)
+
+
 def _run(args: argparse.Namespace, cfg: ReconstructionConfig, dataset, comm: Communicator) -> int:
     from dynbcdi.io import save_result
 
     out = Path(args.out)
     init = _initial_object(args, dataset)
     model = _forward_model(args, dataset)
-    if args.start == "select" and not args.resume:  # deterministic: every rank picks the same start
-        init = choose_start(dataset, init, cfg, model=model)
+    # --resume continues the main loop from its checkpoint (which holds the start), else an
+    # interrupted start search from its state file
+    loop_checkpoint = checkpoint_path(out / CHECKPOINT_DIR)
+    resume_loop = args.resume and loop_checkpoint.is_file()
+    search_state = out / CHECKPOINT_DIR / START_SEARCH_STATE
+    if args.resume and not resume_loop and not (args.start == "select" and search_state.is_file()):
+        raise FileNotFoundError(f"no checkpoint to resume from: {loop_checkpoint}")
+    if args.start == "select" and not resume_loop:  # deterministic: every rank picks the same start
+        try:
+            init = _select_start(args, dataset, init, cfg, model, search_state, comm.is_main)
+        except KeyboardInterrupt:
+            if comm.is_main:
+                print(f"interrupted during the start search; finished trials kept in {search_state}, "
+                      f"continue with --resume")
+            return 130
     if comm.is_main:
         out.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=cfg.epochs, unit="epoch", desc="reconstruct", disable=args.no_progress or not comm.is_main)
@@ -223,7 +256,7 @@ def _run(args: argparse.Namespace, cfg: ReconstructionConfig, dataset, comm: Com
 
         try:
             result = reconstruct(dataset.intensity, dataset.valid, dataset.geometry.dq_grid(), model, init, cfg,
-                                 checkpoint_dir=out / CHECKPOINT_DIR, resume=args.resume, progress=progress,
+                                 checkpoint_dir=out / CHECKPOINT_DIR, resume=resume_loop, progress=progress,
                                  comm=comm, rocking_step_rad=rocking_step_rad(dataset.geometry))
         except KeyboardInterrupt:  # a second Ctrl-C: stop at once (the library saved what it could)
             if comm.is_main:

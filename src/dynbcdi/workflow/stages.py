@@ -37,9 +37,8 @@ log = logging.getLogger(__name__)
 class InterruptGuard:
     """Context manager: Ctrl-C sets ``requested`` and raises KeyboardInterrupt as usual.
 
-    The library's optimiser catches KeyboardInterrupt to return a partial result (and the start
-    search would then carry on with the next candidate); the flag lets a stage notice afterwards
-    and refuse to cache a partial result. ``callback`` stops :func:`dynbcdi.reconstruct.reconstruct`.
+    The library's optimiser catches KeyboardInterrupt to return a partial result (the start search
+    raises it again); the flag lets a stage notice afterwards and refuse to cache a partial result. ``callback`` stops :func:`dynbcdi.reconstruct.reconstruct`.
     """
 
     def __init__(self) -> None:
@@ -239,13 +238,20 @@ class DynamicalStage:
         dataset, kin = ctx.input("prepare"), ctx.input("grid").obj
         resolve_device(r.config.device)
         model = forward_model(dataset, r.model)
-        with _Bar(ctx.progress, r.config.epochs, f"dynamical ({r.model})", "epoch") as bar, \
+        with _Bar(ctx.progress, 1, "start search", "trial") as search, \
+                _Bar(ctx.progress, r.config.epochs, f"dynamical ({r.model})", "epoch") as bar, \
                 InterruptGuard() as guard:
+            def start_progress(p) -> None:
+                if search.bar is not None:
+                    search.bar.total = p.total
+                search.goto(p.done, best=f"{p.best_loss:.4g}")
+
             def progress(record) -> None:
                 bar.goto(record.epoch, loss=f"{record.loss:.4g}", lr=f"{record.lr:.3g}")
 
             result = dynamical_from_kinematic(dataset, kin, r.config, model=model, start=r.start,
-                                              progress=progress, callback=guard.callback)
+                                              progress=progress, callback=guard.callback,
+                                              start_progress=start_progress)
             guard.check()
             if result.interrupted:
                 raise KeyboardInterrupt

@@ -62,18 +62,25 @@ class CrystalField(torch.nn.Module):
         self.s = torch.nn.Parameter(torch.tensor(np.where(sup, s, 0.0), dtype=dtype))
         self.u_scaled = torch.nn.Parameter(torch.tensor(u / U_UNIT_M, dtype=dtype))
         self.register_buffer("support", torch.tensor(sup))
-        self._resamplers: dict[int, Resample] = {}
+        self._resamplers: dict[int, tuple[Resample, torch.Tensor]] = {}
 
     @property
     def u(self) -> torch.Tensor:
         """Displacement (3, Z, Y, X) in metres (differentiable)."""
         return self.u_scaled * U_UNIT_M
 
-    def resampler(self, grid: GridSpec) -> Resample:
-        """The (cached) :class:`Resample` from the sample grid to ``grid``."""
+    def resampler(self, grid: GridSpec) -> tuple[Resample, torch.Tensor]:
+        """The (cached) :class:`Resample` from the sample grid to ``grid`` and the support's image there.
+
+        The image (bool, ``grid.shape``) is every voxel that a trilinear resampling of the support
+        touches: s' is zero outside it, which removes the cubic spline's ringing (~1 % of max s) far
+        from the crystal, where the TTE model would take it for crystal (and its wrap check fail).
+        """
         key = id(grid)
         if key not in self._resamplers:
-            self._resamplers[key] = Resample(self.grid, grid, self.order).to(self.s.device)
+            resample = Resample(self.grid, grid, self.order).to(self.s.device)
+            image = Resample(self.grid, grid, 1).to(self.s.device)(self.support.to(self.s.dtype)) > 1e-9
+            self._resamplers[key] = (resample, image)
         return self._resamplers[key]
 
     def on(self, target: ReflectionTarget) -> torch.Tensor:
@@ -82,9 +89,11 @@ class CrystalField(torch.nn.Module):
         if h.shape != (3,):
             raise ValueError(f"h_sample must be a (3,) vector in rad/m, got shape {tuple(h.shape)}")
         s = torch.where(self.support, self.s, torch.zeros_like(self.s))
-        fields = self.resampler(target.grid)(torch.cat([s[None], self.u_scaled]))
+        resample, image = self.resampler(target.grid)
+        fields = resample(torch.cat([s[None], self.u_scaled]))
         phase = -torch.tensordot(h * U_UNIT_M, fields[1:], dims=1)
-        return torch.polar(fields[0].clamp(min=0), phase)
+        amplitude = torch.where(image, fields[0].clamp(min=0), torch.zeros_like(fields[0]))
+        return torch.polar(amplitude, phase)
 
     def phase(self, h_sample: np.ndarray) -> torch.Tensor:
         """φ = −h·u (rad) on the sample grid for ``h_sample`` (3,) rad/m: (Z, Y, X)."""

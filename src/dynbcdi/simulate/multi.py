@@ -16,9 +16,15 @@ by the rocking circle θ alone, and the detector (δ, γ) is placed on kh = k0 +
 is *reachable* when such a θ exists and δ, γ lie inside the arm limits of the config
 (:attr:`MultiConfig.delta_limits_deg`, :attr:`MultiConfig.gamma_limits_deg`).
 
-The truth (a cube with tanh edges and an Eshelby point inclusion, whose u has all three components)
-is evaluated analytically on every grid (the sample grid and each TTE grid), not resampled, so the
-simulated data carry no interpolation error.
+The truth is a cube with tanh edges and an Eshelby point inclusion, whose u has all three
+components. ``truth_source="analytic"`` evaluates it on every grid (the sample grid and each TTE
+grid), so the data carry no interpolation error; ``"sample_grid"`` evaluates it on the sample grid
+and maps it onto each TTE grid with :class:`~dynbcdi.reconstruct.crystal.CrystalField`, the
+reconstruction's own forward model (noise-free data that the model can fit exactly, as the
+one-reflection presets are simulated on the reconstruction grid).
+
+The sample grid's spacing should not be finer than the TTE voxels: a finer u has components
+between the TTE grid points that no reflection sees (a null space of the joint fit).
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ SAMPLE_CIRCLES = ("y+", "z-", "y+")  # 34-ID-C θ, χ, φ (geometry.beamlines.DI
 # |det| of the unit h vectors below which three reflections count as coplanar: 0.1 is a ~6° tilt
 # of the third vector out of the plane of the other two (111, -111, 1-11: 0.77; 111, -111, 200: 0).
 COPLANAR_DET = 0.1
+# s below this fraction is outside the crystal (the tanh tails): the support of a CrystalField truth.
+SUPPORT_FLOOR = 1e-3
 # A dataset's stored lab h must match U, the mounting and its θ to this relative precision.
 H_CONSISTENCY_RTOL = 1e-6
 
@@ -96,10 +104,13 @@ class MultiConfig:
     delta_limits_deg: tuple[float, float] = (-10.0, 120.0)
     gamma_limits_deg: tuple[float, float] = (-10.0, 90.0)
     peak_photons: float | None = None
+    truth_source: str = "analytic"
     seed: int = 0
     polarization: str = "sigma"
 
     def __post_init__(self) -> None:
+        if self.truth_source not in ("analytic", "sample_grid"):
+            raise ValueError(f"truth_source must be 'analytic' or 'sample_grid', got {self.truth_source!r}")
         if not self.hkls or any(len(h) != 3 or not any(h) for h in self.hkls):
             raise ValueError(f"hkls must be non-zero Miller triples, got {self.hkls!r}")
         for name in ("pixel_size_m", "distance_m", "edge_m", "rocking_half_range_deg", "rocking_step_deg",
@@ -248,7 +259,10 @@ def _simulate_one(cfg: MultiConfig, setting: ReflectionSetting, device: str, pro
     frame = geometry.grid_frame()
     s, u = truth_on(cfg, grid)
     ratios = check_sampling(geometry, frame, s, grid.spacing_m)
-    truth = disp.crystal_function(s, disp.phase_from_displacement(u, setting.h_sample), np.complex128)
+    if cfg.truth_source == "analytic":
+        truth = disp.crystal_function(s, disp.phase_from_displacement(u, setting.h_sample), np.complex128)
+    else:
+        truth = _resampled_truth(cfg, grid, setting.h_sample)
     model = TTEModel.from_geometry(geometry, refl, grid.spacing_m, polarization=cfg.polarization, frame=frame)
     dq = geometry.dq_grid(frame)
     stack = compute_stack(model, torch.as_tensor(truth, device=device), dq, 8, progress, label=str(setting.hkl))
@@ -258,11 +272,23 @@ def _simulate_one(cfg: MultiConfig, setting: ReflectionSetting, device: str, pro
         intensity = noise_mod.poisson_noise(stack, None, cfg.peak_photons, rng)
     metadata = {"name": f"{cfg.name}-{''.join(str(i) for i in setting.hkl)}", "hkl": list(setting.hkl),
                 "h_sample": setting.h_sample, "sample_to_lab": setting.sample_to_lab,
-                "grid_frame_sample": grid.frame, "theta_rad": setting.theta_rad, "chi_rad": setting.chi_rad,
+                "grid_frame_sample": grid.frame, "grid_shape": list(grid.shape), "theta_rad": setting.theta_rad, "chi_rad": setting.chi_rad,
                 "phi_rad": setting.phi_rad, "delta_rad": setting.delta_rad, "gamma_rad": setting.gamma_rad,
                 "intensity_dynamical": stack.astype(np.float32), **ratios}
     return Dataset(intensity=intensity, valid=np.ones(geometry.detector_shape, bool), geometry=geometry,
                    reflection=refl, spacing_m=grid.spacing_m, truth=truth.astype(np.complex64), metadata=metadata)
+
+
+def _resampled_truth(cfg: MultiConfig, grid: GridSpec, h_sample: np.ndarray) -> np.ndarray:
+    from types import SimpleNamespace
+
+    from dynbcdi.reconstruct.crystal import CrystalField
+
+    sample = cfg.sample_grid()
+    s, u = truth_on(cfg, sample)
+    field = CrystalField(sample, s, u, support=s > SUPPORT_FLOOR)
+    with torch.no_grad():
+        return field.on(SimpleNamespace(grid=grid, h_sample=h_sample)).numpy()
 
 
 def simulate_multi(cfg: MultiConfig, device: str = "cpu", progress=None) -> list[Dataset]:
@@ -379,8 +405,8 @@ def _preset(name: str, n: int, distance_m: float, edge_m: float, half_range_deg:
 #: ``au-111-multi``: 0.5 µm edge = 2.3 Bragg extinction lengths (214 nm), 64³ TTE grids of
 #: 31.3 nm (detector 64 × 55 µm at 0.8 m), rocking ±0.12° in 0.0075° (33 angles), misfit 1e-3. ``au-111-multi-test``: the
 #: same crystal scaled to 0.2 µm (20 nm tanh edges) on 24³ TTE grids of 52.2 nm (detector at 0.5 m),
-#: ±0.09° in 0.015° (13 angles), misfit 2e-3, sample grid 24³ × 30 nm, for tests.
+#: ±0.09° in 0.015° (13 angles), misfit 2e-3, sample grid 16³ × 50 nm, for tests.
 MULTI_PRESETS: dict[str, MultiConfig] = {
     "au-111-multi": _preset("au-111-multi", 64, 0.8, 5e-7, 0.12, 0.0075, 48, 3.5e-8, 1e-3, 1e-8),
-    "au-111-multi-test": _preset("au-111-multi-test", 24, 0.5, 2e-7, 0.09, 0.015, 24, 3e-8, 2e-3, 2e-8),
+    "au-111-multi-test": _preset("au-111-multi-test", 24, 0.5, 2e-7, 0.09, 0.015, 16, 5e-8, 2e-3, 2e-8),
 }

@@ -72,3 +72,22 @@ def test_problem_needs_the_multi_reflection_metadata(datasets):
         ReflectionProblem.from_dataset(ds)
     with pytest.raises(ValueError, match="physics"):
         ReflectionProblem.from_dataset(datasets[0], "refraction")
+
+
+def test_combine_reflections_gives_u_from_the_true_objects(datasets):
+    """The true S_i of the three reflections, brought to the sample grid and combined by least squares,
+    give the true u up to the resampling error."""
+    from dynbcdi.geometry.resample import GridSpec
+    from dynbcdi.reconstruct.multi import combine_reflections
+
+    grid = CFG.sample_grid()
+    s, u = truth_on(CFG, grid)
+    grids = [GridSpec(ds.truth.shape, ds.spacing_m, ds.metadata["grid_frame_sample"]) for ds in datasets]
+    h = np.stack([ds.metadata["h_sample"] for ds in datasets])
+    s0, u0 = combine_reflections([ds.truth for ds in datasets], grids, h, grid)
+    inner = (s > 0.9) & (s0 > 0.3)
+    err = displacement_rms_error(u0, u, inner)
+    # measured: (3.0, 2.4, 4.2) pm against an RMS u of (15.8, 16.7, 15.5) pm: the round trip
+    # sample grid → 52 nm TTE grids → sample grid of a crystal 4 voxels wide
+    assert inner.sum() > 8 and np.all(err < 6e-12)
+    assert np.all(displacement_rms_error(np.zeros_like(u), u, inner) > 3 * err)  # u is really recovered

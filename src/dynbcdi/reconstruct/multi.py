@@ -32,7 +32,7 @@ from dynbcdi.reconstruct.loss import amplitude_loss, atv
 from dynbcdi.reconstruct.parameters import estimate_log_scale
 
 __all__ = ["ReflectionProblem", "JointConfig", "JointResult", "joint_reconstruct", "u_from_phases",
-           "displacement_rms_error"]
+           "combine_reflections", "displacement_rms_error"]
 
 PHYSICS = ("tte", "kinematic")
 
@@ -212,6 +212,35 @@ def u_from_phases(phases: np.ndarray, h_vectors: np.ndarray, weights: np.ndarray
         b[singular] = 0.0
         u = np.linalg.solve(a, b[..., None])[..., 0].T
     return u.reshape(3, *phi.shape[1:])
+
+
+def combine_reflections(objects: Sequence[np.ndarray], grids: Sequence[GridSpec], h_vectors: np.ndarray,
+                        sample_grid: GridSpec, threshold: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
+    """Start (s, u) on ``sample_grid`` from one complex object per reflection on its own grid.
+
+    objects : (Z_i, Y_i, X_i) complex S_i (e.g. each reflection phased on its TTE grid, already
+    aligned and twin-resolved); grids : their :class:`GridSpec`; h_vectors : (M, 3) rad/m sample
+    frame. Each S_i is resampled to the sample grid, s = mean |S_i| / max, support s > threshold;
+    the phases are unwrapped there and combined by :func:`u_from_phases` with |S_i| weights. The
+    2π offset of each unwrapped phase is arbitrary: every phase is shifted to zero mean on the
+    support first (a rigid translation of u is invisible anyway). Returns s (Z, Y, X) and u
+    (3, Z, Y, X) m, 0 outside the support.
+    """
+    from dynbcdi.analysis import unwrap_phase
+    from dynbcdi.geometry.resample import Resample
+
+    if not (len(objects) == len(grids) == len(h_vectors)):
+        raise ValueError(f"need one grid and one h per object, got {len(objects)}, {len(grids)}, {len(h_vectors)}")
+    resampled = [Resample(g, sample_grid)(torch.as_tensor(np.asarray(o, dtype=np.complex128))).numpy()
+                 for o, g in zip(objects, grids)]
+    amps = np.abs(np.stack(resampled))
+    s = amps.mean(axis=0)
+    s = s / s.max()
+    support = s > threshold
+    phases = np.stack([unwrap_phase(np.angle(o), support) for o in resampled])
+    phases = np.where(support, phases - phases[:, support].mean(axis=1)[:, None, None, None], 0.0)
+    u = u_from_phases(phases, h_vectors, weights=amps)
+    return np.where(support, s, 0.0), np.where(support, u, 0.0)
 
 
 def displacement_rms_error(u: np.ndarray, u_true: np.ndarray, support: np.ndarray) -> np.ndarray:

@@ -403,10 +403,12 @@ def _preset(name: str, n: int, distance_m: float, edge_m: float, half_range_deg:
 #: χ = φ = 0: all three reach 2θB = 34.0° with the detector at δ = 28.3°, γ = 19.7° and θ = −24.0°,
 #: −114.0°, 66.0°. A cube with an Eshelby inclusion (radius 0.22 edge, off-centre; max |h·u| ≈ 2 rad).
 #: ``au-111-multi``: 0.5 µm edge = 2.3 Bragg extinction lengths (214 nm), 64³ TTE grids of
-#: 31.3 nm (detector 64 × 55 µm at 0.8 m), rocking ±0.12° in 0.0075° (33 angles), misfit 1e-3. ``au-111-multi-test``: the
+#: 31.3 nm (detector 64 × 55 µm at 0.8 m), rocking ±0.12° in 0.0075° (33 angles), misfit 1e-3. ``au-111-multi-32``: the same crystal on 32³ grids of 58.7 nm (0.75 m), ±0.12° in 0.01° (25 angles),
+#: sample grid 26³ × 60 nm, 20 nm edges: the CPU size of the acceptance run. ``au-111-multi-test``: the
 #: same crystal scaled to 0.2 µm (20 nm tanh edges) on 24³ TTE grids of 52.2 nm (detector at 0.5 m),
 #: ±0.09° in 0.015° (13 angles), misfit 2e-3, sample grid 16³ × 50 nm, for tests.
 MULTI_PRESETS: dict[str, MultiConfig] = {
     "au-111-multi": _preset("au-111-multi", 64, 0.8, 5e-7, 0.12, 0.0075, 48, 3.5e-8, 1e-3, 1e-8),
+    "au-111-multi-32": _preset("au-111-multi-32", 32, 0.75, 5e-7, 0.12, 0.01, 26, 6e-8, 1e-3, 2e-8),
     "au-111-multi-test": _preset("au-111-multi-test", 24, 0.5, 2e-7, 0.09, 0.015, 16, 5e-8, 2e-3, 2e-8),
 }

@@ -91,3 +91,41 @@ def test_combine_reflections_gives_u_from_the_true_objects(datasets):
     # sample grid → 52 nm TTE grids → sample grid of a crystal 4 voxels wide
     assert inner.sum() > 8 and np.all(err < 6e-12)
     assert np.all(displacement_rms_error(np.zeros_like(u), u, inner) > 3 * err)  # u is really recovered
+
+
+def test_one_reflection_joint_run_reproduces_the_single_reflection_reconstruction(datasets):
+    """One reflection, the sample grid = its TTE grid: Adam on u (three components) moves φ = −h·u
+    exactly as Adam on φ does (each u_a has gradient −h_a ∂L/∂φ, and Adam is invariant to a constant
+    gradient factor), when lr_φ = lr_u·Σ|h_a|·(1 Å). Compared with dynbcdi.reconstruct.reconstruct."""
+    from dynbcdi.geometry.resample import GridSpec
+    from dynbcdi.reconstruct import reconstruct
+    from dynbcdi.reconstruct.config import ReconstructionConfig, ShrinkWrapConfig, StoppingConfig
+    from dynbcdi.reconstruct.config import OptimizerConfig
+    from dynbcdi.reconstruct.crystal import U_UNIT_M
+
+    ds = datasets[0]
+    grid = GridSpec(ds.truth.shape, ds.spacing_m, ds.metadata["grid_frame_sample"])
+    h = np.asarray(ds.metadata["h_sample"])
+    s, u = truth_on(CFG, grid)
+    u0 = u + disp.gaussian_bulge(grid.shape, grid.spacing_m, 1e-11, 6e-8, (1, -0.5, 0.7), (2e-8, 0, -2e-8))
+    init = s * np.exp(-1j * np.tensordot(h, u0, axes=1))
+    lr_phi, epochs = 0.05, 4
+    cfg = ReconstructionConfig(
+        epochs=epochs, dtype="complex128",
+        optimizer=OptimizerConfig(lr=lr_phi, lr_amplitude_factor=1e-30, n_batches=1, plateau_patience=1000),
+        shrinkwrap=ShrinkWrapConfig(init_threshold=0.1), stopping=StoppingConfig(min_epochs=1000))
+    problem = ReflectionProblem.from_dataset(ds, "tte")
+    single = reconstruct(ds.intensity, ds.valid, ds.geometry.dq_grid(ds.geometry.grid_frame()), problem.measure.physics,
+                         init, cfg, evaluate=False)
+
+    field = CrystalField(grid, s / s.max(), u0, support=s > 0.1 * s.max())
+    joint = JointConfig(epochs=epochs, batch_size=ds.intensity.shape[0], lr_u=lr_phi / (np.abs(h).sum() * U_UNIT_M),
+                        lr_scale=lr_phi * cfg.optimizer.lr_scale_factor, refine_s=False)
+    joint_reconstruct(field, [problem], joint)
+    phase_joint = field.phase(h).detach().numpy()
+    sup = single.support
+    assert np.array_equal(sup, field.support.numpy())
+    moved = np.abs(single.phase - np.tensordot(-h, u0, axes=1))[sup].max()
+    diff = np.abs(np.angle(np.exp(1j * (single.phase - phase_joint))))[sup].max()
+    assert moved > 0.05 and diff < 1e-3 * moved
+    assert single.scale == pytest.approx(float(torch.exp(problem.measure.scale.log_scale.detach())), rel=1e-6)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from dynbcdi.forward.measurement import MeasurementModel, MeasurementTerms
+from dynbcdi.forward.terms import TermOptions
 from dynbcdi.geometry.resample import GridSpec
 from dynbcdi.io.dataset import Dataset
 from dynbcdi.reconstruct.crystal import CrystalField
@@ -74,7 +75,9 @@ class ReflectionProblem:
         cls_model = TTEModel if physics == "tte" else KinematicModel
         model = cls_model.from_geometry(ds.geometry, ds.reflection, ds.spacing_m, frame=frame)
         dq = torch.as_tensor(ds.geometry.dq_grid(frame), dtype=dtype, device=device)
-        measure = MeasurementModel(model, dq, MeasurementTerms(), step_rad=ds.geometry.rocking_step_rad()).to(device)
+        # the scale's Adam rate is JointConfig.lr_scale itself (lr_factor 1)
+        terms = MeasurementTerms(scale=TermOptions(refine=True, lr_factor=1.0))
+        measure = MeasurementModel(model, dq, terms, step_rad=ds.geometry.rocking_step_rad()).to(device)
         intensity = torch.as_tensor(ds.intensity, dtype=dtype, device=device)
         valid = torch.as_tensor(ds.valid, device=device)
         return cls(grid, np.asarray(meta["h_sample"], dtype=float), intensity, valid, measure,

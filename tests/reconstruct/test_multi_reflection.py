@@ -129,3 +129,17 @@ def test_one_reflection_joint_run_reproduces_the_single_reflection_reconstructio
     diff = np.abs(np.angle(np.exp(1j * (single.phase - phase_joint))))[sup].max()
     assert moved > 0.05 and diff < 1e-3 * moved
     assert single.scale == pytest.approx(float(torch.exp(problem.measure.scale.log_scale.detach())), rel=1e-6)
+
+
+def test_write_field_vti(tmp_path):
+    from dynbcdi.geometry.resample import GridSpec
+    from dynbcdi.io.vtk import read_vti
+    from dynbcdi.reconstruct.multi import write_field_vti
+
+    grid = GridSpec((8, 8, 8), (1e-8,) * 3)
+    u = disp.uniform_strain(grid.shape, grid.spacing_m, 1e-3)  # ε = 1e-3 I
+    field = CrystalField(grid, np.ones(grid.shape), u)
+    arrays, _ = read_vti(write_field_vti(tmp_path / "f.vti", field))
+    assert arrays["u"].shape == (8, 8, 8, 3) and arrays["strain"].shape == (8, 8, 8, 9)
+    inner = arrays["strain"][1:-1, 1:-1, 1:-1]
+    assert np.allclose(inner[..., [0, 4, 8]], 1e-3) and np.allclose(inner[..., [1, 2, 5]], 0, atol=1e-15)

@@ -33,7 +33,7 @@ from dynbcdi.reconstruct.loss import amplitude_loss, atv
 from dynbcdi.reconstruct.parameters import estimate_log_scale
 
 __all__ = ["ReflectionProblem", "JointConfig", "JointResult", "joint_reconstruct", "u_from_phases",
-           "combine_reflections", "displacement_rms_error"]
+           "combine_reflections", "displacement_rms_error", "write_field_vti"]
 
 PHYSICS = ("tte", "kinematic")
 
@@ -252,3 +252,22 @@ def displacement_rms_error(u: np.ndarray, u_true: np.ndarray, support: np.ndarra
     d = (np.asarray(u) - np.asarray(u_true))[:, support]
     d = d - d.mean(axis=1, keepdims=True)
     return np.sqrt((d**2).mean(axis=1))
+
+
+def write_field_vti(path, field: CrystalField, threshold: float = 0.5, overwrite: bool = False):
+    """Write a fitted :class:`CrystalField` for ParaView (.vti): ``s``, ``support`` (s > threshold·max s),
+    the displacement vector ``u`` (m, sample frame, active vectors) and the strain tensor ``strain``
+    (ε_ij, 9 components, NaN outside the support's interior, active tensors), on the sample grid.
+    The image axes are the sample frame's only if the grid's frame is the identity (ValueError otherwise)."""
+    from dynbcdi.analysis.strain import strain_tensor
+    from dynbcdi.io.vtk import tensor_array, vector_array, write_vti
+
+    if not np.allclose(field.grid.frame, np.eye(3)):
+        raise ValueError("write_field_vti needs a sample grid whose axes are the sample frame (frame = identity)")
+    s = field.s.detach().cpu().numpy()
+    u = field.u.detach().cpu().numpy()
+    support = s > threshold * s.max()
+    eps = strain_tensor(u, field.grid.spacing_m, support)
+    arrays = {"s": s, "support": support, "u": vector_array(np.where(support, u, np.nan)),
+              "strain": tensor_array(eps)}
+    return write_vti(path, arrays, field.grid.spacing_m, overwrite=overwrite, vectors="u", tensors="strain")

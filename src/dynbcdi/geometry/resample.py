@@ -70,7 +70,8 @@ class GridSpec:
             raise ValueError(f"GridSpec.shape must be three integers >= 2 (Z, Y, X), got {self.shape!r}")
         spacing = tuple(float(d) for d in self.spacing_m)
         if len(spacing) != 3 or not all(np.isfinite(d) and d > 0 for d in spacing):
-            raise ValueError(f"GridSpec.spacing_m must be three positive lengths (dz, dy, dx) m, got {self.spacing_m!r}")
+            raise ValueError(f"GridSpec.spacing_m must be three positive lengths (dz, dy, dx) m, "
+                             f"got {self.spacing_m!r}")
         m = np.eye(3) if self.frame is None else np.array(self.frame, dtype=float)
         if m.shape != (3, 3) or not np.all(np.isfinite(m)):
             raise ValueError(f"GridSpec.frame must be a finite (3, 3) matrix, got shape {m.shape}")

@@ -52,7 +52,8 @@ class CrystalField(torch.nn.Module):
         s = np.asarray(s, dtype=float)
         u = np.asarray(u_xyz, dtype=float)
         if s.shape != grid.shape or u.shape != (3, *grid.shape):
-            raise ValueError(f"need s {grid.shape} and u_xyz {(3, *grid.shape)} on the grid, got {s.shape} and {u.shape}")
+            raise ValueError(f"need s {grid.shape} and u_xyz {(3, *grid.shape)} on the grid, "
+                             f"got {s.shape} and {u.shape}")
         if not (np.isfinite(s).all() and np.isfinite(u).all()) or (s < 0).any():
             raise ValueError("s must be finite and >= 0 and u_xyz finite")
         sup = s > 0 if support is None else np.asarray(support, dtype=bool)
@@ -62,7 +63,7 @@ class CrystalField(torch.nn.Module):
         self.s = torch.nn.Parameter(torch.tensor(np.where(sup, s, 0.0), dtype=dtype))
         self.u_scaled = torch.nn.Parameter(torch.tensor(u / U_UNIT_M, dtype=dtype))
         self.register_buffer("support", torch.tensor(sup))
-        self._resamplers: dict[int, tuple[Resample, torch.Tensor]] = {}
+        self._resamplers: dict[tuple, tuple[Resample, torch.Tensor]] = {}
 
     @property
     def u(self) -> torch.Tensor:
@@ -76,7 +77,7 @@ class CrystalField(torch.nn.Module):
         touches: s' is zero outside it, which removes the cubic spline's ringing (~1 % of max s) far
         from the crystal, where the TTE model would take it for crystal (and its wrap check fail).
         """
-        key = id(grid)
+        key = (grid.shape, grid.spacing_m, grid.frame.tobytes())  # by value: ids of dead grids are reused
         if key not in self._resamplers:
             resample = Resample(self.grid, grid, self.order).to(self.s.device)
             image = Resample(self.grid, grid, 1).to(self.s.device)(self.support.to(self.s.dtype)) > 1e-9

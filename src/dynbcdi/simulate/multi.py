@@ -272,7 +272,8 @@ def _simulate_one(cfg: MultiConfig, setting: ReflectionSetting, device: str, pro
         intensity = noise_mod.poisson_noise(stack, None, cfg.peak_photons, rng)
     metadata = {"name": f"{cfg.name}-{''.join(str(i) for i in setting.hkl)}", "hkl": list(setting.hkl),
                 "h_sample": setting.h_sample, "sample_to_lab": setting.sample_to_lab,
-                "grid_frame_sample": grid.frame, "grid_shape": list(grid.shape), "theta_rad": setting.theta_rad, "chi_rad": setting.chi_rad,
+                "grid_frame_sample": grid.frame, "grid_shape": list(grid.shape), "theta_rad": setting.theta_rad,
+                "chi_rad": setting.chi_rad,
                 "phi_rad": setting.phi_rad, "delta_rad": setting.delta_rad, "gamma_rad": setting.gamma_rad,
                 "intensity_dynamical": stack.astype(np.float32), **ratios}
     return Dataset(intensity=intensity, valid=np.ones(geometry.detector_shape, bool), geometry=geometry,
@@ -402,11 +403,15 @@ def _preset(name: str, n: int, distance_m: float, edge_m: float, half_range_deg:
 #: Au 111, −111, 1−11 at 9 keV (non-coplanar, |det| = 0.77), crystal [001] vertical (U = R_x(−90°)),
 #: χ = φ = 0: all three reach 2θB = 34.0° with the detector at δ = 28.3°, γ = 19.7° and θ = −24.0°,
 #: −114.0°, 66.0°. A cube with an Eshelby inclusion (radius 0.22 edge, off-centre; max |h·u| ≈ 2 rad).
-#: ``au-111-multi``: 0.5 µm edge = 2.3 Bragg extinction lengths (214 nm), 64³ TTE grids of
-#: 31.3 nm (detector 64 × 55 µm at 0.8 m), rocking ±0.12° in 0.0075° (33 angles), misfit 1e-3. ``au-111-multi-32``: the same crystal on 32³ grids of 58.7 nm (0.75 m), ±0.12° in 0.01° (25 angles),
-#: sample grid 26³ × 60 nm, 20 nm edges: the CPU size of the acceptance run. ``au-111-multi-test``: the
-#: same crystal scaled to 0.2 µm (20 nm tanh edges) on 24³ TTE grids of 52.2 nm (detector at 0.5 m),
-#: ±0.09° in 0.015° (13 angles), misfit 2e-3, sample grid 16³ × 50 nm, for tests.
+#:
+#: * ``au-111-multi``: 0.5 µm edge = 2.3 Bragg extinction lengths (214 nm), 64³ TTE grids of 31.3 nm
+#:   (detector 64 × 55 µm at 0.8 m), rocking ±0.12° in 0.0075° (33 angles), misfit 1e-3, 10 nm edges,
+#:   sample grid 48³ × 35 nm.
+#: * ``au-111-multi-32``: the same crystal on 32³ grids of 58.7 nm (0.75 m), ±0.12° in 0.01° (25 angles),
+#:   sample grid 26³ × 60 nm, 20 nm edges: the CPU size of the acceptance run.
+#: * ``au-111-multi-test``: the same crystal scaled to 0.2 µm (20 nm tanh edges) on 24³ TTE grids of
+#:   52.2 nm (detector at 0.5 m), ±0.09° in 0.015° (13 angles), misfit 2e-3, sample grid 16³ × 50 nm,
+#:   for tests.
 MULTI_PRESETS: dict[str, MultiConfig] = {
     "au-111-multi": _preset("au-111-multi", 64, 0.8, 5e-7, 0.12, 0.0075, 48, 3.5e-8, 1e-3, 1e-8),
     "au-111-multi-32": _preset("au-111-multi-32", 32, 0.75, 5e-7, 0.12, 0.01, 26, 6e-8, 1e-3, 2e-8),

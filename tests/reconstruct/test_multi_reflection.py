@@ -143,3 +143,16 @@ def test_write_field_vti(tmp_path):
     assert arrays["u"].shape == (8, 8, 8, 3) and arrays["strain"].shape == (8, 8, 8, 9)
     inner = arrays["strain"][1:-1, 1:-1, 1:-1]
     assert np.allclose(inner[..., [0, 4, 8]], 1e-3) and np.allclose(inner[..., [1, 2, 5]], 0, atol=1e-15)
+
+
+def test_shape_refinement_and_atv_keep_the_constraints(datasets):
+    grid = CFG.sample_grid()
+    s, u = truth_on(CFG, grid)
+    problems = [ReflectionProblem.from_dataset(ds, "kinematic") for ds in datasets]
+    field = CrystalField(grid, 0.8 * s, u, support=s > 0.3)
+    s_before = field.s.detach().clone()
+    result = joint_reconstruct(field, problems, JointConfig(epochs=2, batch_size=20, lr_s=0.05, atv_weight=0.1))
+    s_after = field.s.detach()
+    assert np.isfinite(result.loss).all()
+    assert (s_after - s_before).abs().max() > 0.01  # the shape was refined
+    assert float(s_after.min()) >= 0 and float(s_after[~field.support].abs().max()) == 0

@@ -18,6 +18,8 @@ A start for u: :func:`u_from_phases` solves φ_i = −h_i·u by least squares, v
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -88,13 +90,16 @@ class ReflectionProblem:
 class JointConfig:
     """Adam settings of :func:`joint_reconstruct`.
 
-    epochs; batch_size : (reflection, angle) pairs per step; lr_u : Adam step of u in Å (the
+    epochs; batch_size : (reflection, angle) pairs per step; chunk_size : angles of one reflection per
+    forward/backward pass inside a step (bounds the memory as in the one-reflection optimiser);
+    lr_u : Adam step of u in Å (the
     parameter unit, :data:`~dynbcdi.reconstruct.crystal.U_UNIT_M`); lr_s : step of s; lr_scale : of
     each log-scale; atv_weight : w_ATV; refine_s : optimise the shape too; seed : batch order.
     """
 
     epochs: int = 30
     batch_size: int = 16
+    chunk_size: int = 8
     lr_u: float = 0.02
     lr_s: float = 0.01
     lr_scale: float = 0.01
@@ -103,8 +108,9 @@ class JointConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1:
-            raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got {self.epochs}, {self.batch_size}")
+        if self.epochs < 0 or self.batch_size < 1 or self.chunk_size < 1:
+            raise ValueError(f"epochs must be >= 0, batch_size and chunk_size >= 1, got {self.epochs}, "
+                             f"{self.batch_size}, {self.chunk_size}")
         if min(self.lr_u, self.lr_s, self.lr_scale) < 0 or self.atv_weight < 0:
             raise ValueError("learning rates and atv_weight must be >= 0")
 
@@ -126,22 +132,25 @@ def _batches(problems: Sequence[ReflectionProblem], batch_size: int, gen: torch.
 
 
 def _step_loss(field: CrystalField, problems: Sequence[ReflectionProblem], batch: torch.Tensor,
-               atv_weight: float) -> float:
-    """Accumulate gradients of one mini-batch, one reflection at a time; returns the data loss sum."""
+               config: JointConfig) -> float:
+    """Accumulate gradients of one mini-batch, one reflection and one chunk of its angles at a time
+    (S_i is built once per reflection; its small resampling graph is kept across the chunks);
+    returns the data loss summed over the batch's patterns."""
     total = 0.0
-    present = batch[:, 0].unique()
-    for i in present.tolist():
+    present = batch[:, 0].unique().tolist()
+    for i in present:
         p = problems[i]
-        idx = batch[batch[:, 0] == i, 1].to(p.intensity.device)
         S = field.on(p)
-        D = p.measure(S, idx)
-        valid = p.valid if p.valid.ndim == 2 else p.valid[idx]
-        data = amplitude_loss(D, p.intensity[idx], valid).sum()
-        loss = data / len(batch)
-        if atv_weight > 0:
-            loss = loss + atv_weight * atv(S) / len(present)
-        loss.backward()
-        total += float(data.detach())
+        chunks = torch.split(batch[batch[:, 0] == i, 1].to(p.intensity.device), config.chunk_size)
+        for n, idx in enumerate(chunks):
+            D = p.measure(S, idx)
+            valid = p.valid if p.valid.ndim == 2 else p.valid[idx]
+            data = amplitude_loss(D, p.intensity[idx], valid).sum()
+            loss = data / len(batch)
+            if config.atv_weight > 0 and n == 0:
+                loss = loss + config.atv_weight * atv(S) / len(present)
+            loss.backward(retain_graph=n < len(chunks) - 1)
+            total += float(data.detach())
     return total
 
 
@@ -152,6 +161,7 @@ def joint_reconstruct(field: CrystalField, problems: Sequence[ReflectionProblem]
     Each reflection's log-scale starts at the least-squares value for the starting field
     (:func:`~dynbcdi.reconstruct.parameters.estimate_log_scale`). ``metric(field)`` (e.g. the
     displacement error against a known truth) is recorded after every epoch when given.
+    A non-finite loss stops the fit with a ValueError (no silent NaN result).
     """
     if not problems:
         raise ValueError("joint_reconstruct needs at least one reflection")
@@ -176,7 +186,9 @@ def joint_reconstruct(field: CrystalField, problems: Sequence[ReflectionProblem]
         epoch_loss = 0.0
         for batch in _batches(problems, config.batch_size, gen):
             optimizer.zero_grad(set_to_none=True)
-            epoch_loss += _step_loss(field, problems, batch, config.atv_weight)
+            epoch_loss += _step_loss(field, problems, batch, config)
+            if not math.isfinite(epoch_loss):
+                raise ValueError(f"non-finite loss in epoch {len(result.loss) + 1}: lower the learning rates")
             optimizer.step()
             field.project()
             for p in problems:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from dynbcdi.geometry import BraggGeometry, aps34idc_geometry, wavelength_from_energy
+from dynbcdi.geometry import DIFFRACTOMETERS, BraggGeometry, aps34idc_geometry, wavelength_from_energy
 from dynbcdi.geometry.frames import circles_rotation
 from dynbcdi.geometry.resample import GridSpec
 from dynbcdi.io.dataset import Dataset, load_dataset, save_dataset
@@ -50,11 +50,11 @@ from dynbcdi.simulate import displacement as disp
 from dynbcdi.simulate import shapes
 from dynbcdi.simulate.scan import check_sampling, compute_stack
 
-__all__ = ["MULTI_PRESETS", "MultiConfig", "ReflectionSetting", "MultiDataset", "reflection_setting", "non_coplanarity",
-           "truth_on", "simulate_multi", "write_multi", "load_manifest", "MANIFEST_VERSION"]
+__all__ = ["MULTI_PRESETS", "MultiConfig", "ReflectionSetting", "MultiDataset", "reflection_setting",
+           "non_coplanarity", "truth_on", "simulate_multi", "write_multi", "load_manifest", "MANIFEST_VERSION"]
 
 MANIFEST_VERSION = 1
-SAMPLE_CIRCLES = ("y+", "z-", "y+")  # 34-ID-C θ, χ, φ (geometry.beamlines.DIFFRACTOMETERS["34idc"])
+SAMPLE_CIRCLES = DIFFRACTOMETERS["34idc"].sample_circles  # θ (y+), χ (z−), φ (y+), outermost first
 # |det| of the unit h vectors below which three reflections count as coplanar: 0.1 is a ~6° tilt
 # of the third vector out of the plane of the other two (111, -111, 1-11: 0.77; 111, -111, 200: 0).
 COPLANAR_DET = 0.1

@@ -29,7 +29,8 @@ Accuracy (tests/geometry/test_resample.py, float64, rotation by Euler ZYX (25°,
 error relative to the field's maximum): a Gaussian with σ = 2 voxels at 32³ 1.5e-3 (trilinear
 7.7e-2), σ = 3 voxels at 64³ 2.7e-4 (trilinear 3.7e-2); a cube with tanh edges 1 voxel wide at
 32³ 0.10 (trilinear 0.16), RMS 2.0 % (3.6 %). Cubic is the default for its 25–140× smaller error on
-smooth fields, at ~3× the cost of trilinear.
+smooth fields. It costs ~16× trilinear: four float64 channels 64³ → 64³ in 0.54 s against 0.034 s
+(one core of a loaded 2-core AMD EPYC), the prefilter FFTs and eight fetches instead of one.
 """
 
 from __future__ import annotations

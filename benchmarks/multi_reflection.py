@@ -7,7 +7,8 @@ Usage (from the repository root)::
         --epochs 40 --out multi.json
 
 Both fits start from the same (s, u): the true shape and u = 0 (``--start zero``) or the truth plus
-a 30 pm Gaussian bulge (``--start perturbed``), and run the same Adam settings; only the physics of
+a 30 pm Gaussian bulge (``--start perturbed``), and run the same Adam settings (the shape held fixed
+unless ``--refine-s``); only the physics of
 the forward model differs. ``--truth analytic`` simulates from the truth sampled on each TTE grid
 instead of the model's own resampling of the sample-grid truth. Errors: RMS over the crystal (true s > 0.5) after removing the mean
 (a rigid translation, invisible to every reflection); strain over the support's interior.
@@ -45,7 +46,8 @@ def strain_rms_error(u: np.ndarray, u_true: np.ndarray, spacing, support: np.nda
     return out
 
 
-def run(preset: str, epochs: int, start: str, lr_u: float, batch: int, truth: str = "sample_grid") -> dict:
+def run(preset: str, epochs: int, start: str, lr_u: float, batch: int, truth: str = "sample_grid",
+        refine_s: bool = False) -> dict:
     cfg = dataclasses.replace(MULTI_PRESETS[preset], truth_source=truth)
     t0 = time.perf_counter()
     datasets = simulate_multi(cfg)
@@ -55,7 +57,7 @@ def run(preset: str, epochs: int, start: str, lr_u: float, batch: int, truth: st
     support = s > 0.5
     u0 = np.zeros_like(u) if start == "zero" else u + disp.gaussian_bulge(
         grid.shape, grid.spacing_m, 3e-11, 0.3 * cfg.edge_m, (1, -0.5, 0.7), (0.1 * cfg.edge_m, 0, -0.1 * cfg.edge_m))
-    out = {"preset": preset, "truth_source": truth, "epochs": epochs, "start": start, "lr_u": lr_u, "batch": batch,
+    out = {"preset": preset, "truth_source": truth, "refine_s": refine_s, "epochs": epochs, "start": start, "lr_u": lr_u, "batch": batch,
            "simulation_s": t_sim, "u_rms_true_m": displacement_rms_error(np.zeros_like(u), u, support).tolist(),
            "u_rms_start_m": displacement_rms_error(u0, u, support).tolist()}
     for physics in ("tte", "kinematic"):
@@ -64,7 +66,7 @@ def run(preset: str, epochs: int, start: str, lr_u: float, batch: int, truth: st
         err = lambda f: float(np.linalg.norm(displacement_rms_error(f.u.detach().numpy(), u, support)))  # noqa: E731
         t0 = time.perf_counter()
         res = joint_reconstruct(field, problems, JointConfig(epochs=epochs, batch_size=batch, lr_u=lr_u,
-                                                             refine_s=False), metric=err)
+                                                             refine_s=refine_s), metric=err)
         fitted = field.u.detach().numpy()
         out[physics] = {"time_s": time.perf_counter() - t0, "loss": res.loss, "u_error_history_m": res.metric,
                         "u_rms_error_m": displacement_rms_error(fitted, u, support).tolist(),
@@ -85,10 +87,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=25)
     ap.add_argument("--truth", default="sample_grid", choices=("sample_grid", "analytic"),
                     help="data from the model's own resampling (default) or the truth sampled on each TTE grid")
+    ap.add_argument("--refine-s", action="store_true", help="also refine the shape (lr 0.01) inside s > 1e-3")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.manual_seed(0)
-    result = run(args.preset, args.epochs, args.start, args.lr_u, args.batch, args.truth)
+    result = run(args.preset, args.epochs, args.start, args.lr_u, args.batch, args.truth, args.refine_s)
     if args.out:
         with open(args.out, "x") as f:
             json.dump(result, f, indent=1)

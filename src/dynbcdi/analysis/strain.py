@@ -25,6 +25,7 @@ __all__ = [
     "remove_phase_ramp",
     "strain",
     "strain_analysis",
+    "strain_tensor",
     "check_support",
     "check_spacing",
 ]
@@ -195,6 +196,32 @@ def strain(u_h: np.ndarray, spacing_m, h_dir_grid, support: np.ndarray) -> np.nd
     u = np.where(support, u, 0.0)
     du_dz, du_dy, du_dx = np.gradient(u, *spacing)
     eps = hx * du_dx + hy * du_dy + hz * du_dz
+    interior = ndimage.binary_erosion(support, structure=ndimage.generate_binary_structure(3, 1), border_value=0)
+    return np.where(interior, eps, np.nan)
+
+
+def strain_tensor(u: np.ndarray, spacing_m, support: np.ndarray) -> np.ndarray:
+    """Full (small) strain tensor ε_ij = ½(∂_i u_j + ∂_j u_i) of a displacement vector field.
+
+    u : (3, Z, Y, X) m, components (x, y, z) in the grid frame of the array. spacing_m : (dz, dy, dx) m.
+    support : (Z, Y, X) bool. Returns (3, 3, Z, Y, X), indices i, j = x, y, z (symmetric), with the
+    derivatives of :func:`strain` (central differences, NaN where a face neighbour is outside the
+    support). ε_ii is the strain along axis i; for any unit n̂, n̂ᵀεn̂ is the strain along n̂ (equal
+    to :func:`strain` of u·n̂ along n̂).
+    """
+    uu = np.asarray(u, dtype=float)
+    if uu.ndim != 4 or uu.shape[0] != 3:
+        raise ValueError(f"u must be (3, Z, Y, X), got shape {uu.shape}")
+    support = check_support(support, uu.shape[1:])
+    spacing = check_spacing(spacing_m)
+    if not np.all(np.isfinite(uu[:, support])):
+        raise ValueError("u has non-finite values inside the support")
+    uu = np.where(support, uu, 0.0)
+    grad = np.empty((3, 3, *uu.shape[1:]))  # grad[i, j] = ∂_i u_j, i over (x, y, z)
+    for j in range(3):
+        d_dz, d_dy, d_dx = np.gradient(uu[j], *spacing)
+        grad[0, j], grad[1, j], grad[2, j] = d_dx, d_dy, d_dz
+    eps = 0.5 * (grad + grad.transpose(1, 0, 2, 3, 4))
     interior = ndimage.binary_erosion(support, structure=ndimage.generate_binary_structure(3, 1), border_value=0)
     return np.where(interior, eps, np.nan)
 

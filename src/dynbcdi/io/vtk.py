@@ -15,7 +15,24 @@ from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
 from vtkmodules.vtkCommonDataModel import vtkImageData
 from vtkmodules.vtkIOXML import vtkXMLImageDataReader, vtkXMLImageDataWriter
 
-__all__ = ["write_vti", "read_vti"]
+__all__ = ["write_vti", "read_vti", "vector_array", "tensor_array"]
+
+
+def vector_array(u: np.ndarray) -> np.ndarray:
+    """(3, Z, Y, X) vector field, components (x, y, z) → (Z, Y, X, 3), the layout ParaView reads as a vector."""
+    v = np.asarray(u)
+    if v.ndim != 4 or v.shape[0] != 3:
+        raise ValueError(f"vector field must be (3, Z, Y, X), got shape {v.shape}")
+    return np.ascontiguousarray(np.moveaxis(v, 0, -1))
+
+
+def tensor_array(t: np.ndarray) -> np.ndarray:
+    """(3, 3, Z, Y, X) tensor field, indices (x, y, z) → (Z, Y, X, 9), row-major (xx, xy, xz, yx, …),
+    VTK's 9-component tensor layout (ParaView shows it as a tensor with eigen-analysis filters)."""
+    a = np.asarray(t)
+    if a.ndim != 5 or a.shape[:2] != (3, 3):
+        raise ValueError(f"tensor field must be (3, 3, Z, Y, X), got shape {a.shape}")
+    return np.ascontiguousarray(np.moveaxis(a.reshape(9, *a.shape[2:]), 0, -1))
 
 
 def _prepare_arrays(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], tuple[int, int, int]]:
@@ -48,6 +65,8 @@ def write_vti(
     spacing_m,
     origin_m=(0.0, 0.0, 0.0),
     overwrite: bool = False,
+    vectors: str | None = None,
+    tensors: str | None = None,
 ) -> Path:
     """Write point-data arrays on a regular grid to a VTK XML image file (.vti, zlib-compressed).
 
@@ -56,6 +75,9 @@ def write_vti(
         NaN values are written as they are (ParaView shows them as NaN colour).
     spacing_m : (dz, dy, dx) m. origin_m : (x, y, z) position of voxel (0, 0, 0), m.
     overwrite : replace an existing file (otherwise FileExistsError).
+    vectors, tensors : names of a 3-component (:func:`vector_array`) and a 9-component
+        (:func:`tensor_array`) array to mark as the active vectors / tensors, so that ParaView's
+        glyph and tensor filters pick them up.
     Returns the path written.
     """
     path = Path(path)
@@ -70,6 +92,9 @@ def write_vti(
     if len(origin) != 3:
         raise ValueError(f"origin_m must be an (x, y, z) position, got {origin_m!r}")
     prepared, (nz, ny, nx) = _prepare_arrays(arrays)
+    for name, comps in ((vectors, 3), (tensors, 9)):
+        if name is not None and (name not in prepared or prepared[name].shape[3:] != (comps,)):
+            raise ValueError(f"array {name!r} to mark as active must exist with {comps} components")
 
     image = vtkImageData()
     image.SetDimensions(nx, ny, nz)
@@ -80,6 +105,10 @@ def write_vti(
         vtk_arr = numpy_to_vtk(flat if flat.shape[1] > 1 else flat[:, 0], deep=True)
         vtk_arr.SetName(name)
         image.GetPointData().AddArray(vtk_arr)
+    if vectors is not None:
+        image.GetPointData().SetActiveVectors(vectors)
+    if tensors is not None:
+        image.GetPointData().SetActiveTensors(tensors)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = vtkXMLImageDataWriter()

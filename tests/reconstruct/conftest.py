@@ -103,3 +103,33 @@ def au200_plate():
     return {"truth": truth, "model": model, "dq": dq, "intensity": data * (1e9 / data.sum()),
             "valid": np.ones(shape[1:], bool), "reflection": refl, "spacing": spacing, "geometry": geo,
             "h_dir": h / np.linalg.norm(h)}
+
+
+def tiny_au_dataset(rocking_step_deg: float = 0.005):
+    """au-demo scaled down: 0.52 µm Au cube (2.0 Bragg extinction lengths of 256 nm), (200) at 8 keV,
+    32³ grid of 50 nm voxels (detector 32 × 55 µm at 0.57 m), angles over ±0.1° (41 at the default
+    step: 79 % of the z Nyquist limit; rocking oversampling ≈ 4, transverse ≈ 2.5), Gaussian bulge
+    |φ| ≤ 1.2 rad (σ = 130 nm, centre (40, 50, 0) nm), noise-free."""
+    from dynbcdi.simulate import simulate_dataset
+    from dynbcdi.simulate.config import SimulationConfig, from_dict
+    from dynbcdi.simulate.presets import PRESETS
+
+    base = PRESETS["au-demo"]
+    cfg = dict(base, name="tiny-au",
+               geometry=dict(base["geometry"], detector_shape=[32, 32], distance_m=0.57,
+                             rocking_start_deg=-0.1, rocking_stop_deg=0.1, rocking_step_deg=rocking_step_deg),
+               grid={"nz": 32}, crystal={"shape": "cube", "size_m": [5.2e-7]},
+               deformation=[dict(base["deformation"][0], sigma_m=1.3e-7, center_m=[4e-8, 5e-8, 0.0])])
+    return simulate_dataset(from_dict(SimulationConfig, cfg))
+
+
+@pytest.fixture(scope="session")
+def tiny_au_factory():
+    """:func:`tiny_au_dataset` itself, for tests that need another rocking step."""
+    return tiny_au_dataset
+
+
+@pytest.fixture(scope="session")
+def tiny_au():
+    """:func:`tiny_au_dataset` at its default step (41 angles), simulated once per session."""
+    return tiny_au_dataset()

@@ -21,25 +21,6 @@ from dynbcdi.reconstruct import (
 )
 
 
-@pytest.fixture(scope="module")
-def tiny_au():
-    """au-demo scaled down: 0.52 µm Au cube (2.0 Bragg extinction lengths of 256 nm), (200) at 8 keV,
-    32³ grid of 50 nm voxels (detector 32 × 55 µm at 0.57 m), 41 angles over ±0.1° (79 % of the z
-    Nyquist limit; rocking oversampling ≈ 4, transverse ≈ 2.5), Gaussian bulge |φ| ≤ 1.2 rad
-    (σ = 130 nm, centre (40, 50, 0) nm), noise-free."""
-    from dynbcdi.simulate import simulate_dataset
-    from dynbcdi.simulate.config import SimulationConfig, from_dict
-    from dynbcdi.simulate.presets import PRESETS
-
-    base = PRESETS["au-demo"]
-    cfg = dict(base, name="tiny-au",
-               geometry=dict(base["geometry"], detector_shape=[32, 32], distance_m=0.57,
-                             rocking_start_deg=-0.1, rocking_stop_deg=0.1, rocking_step_deg=0.005),
-               grid={"nz": 32}, crystal={"shape": "cube", "size_m": [5.2e-7]},
-               deformation=[dict(base["deformation"][0], sigma_m=1.3e-7, center_m=[4e-8, 5e-8, 0.0])])
-    return simulate_dataset(from_dict(SimulationConfig, cfg))
-
-
 def _metric_kwargs(dataset) -> dict:
     h = dataset.geometry.grid_frame().to_grid(dataset.geometry.h)
     return {"support": np.abs(dataset.truth) > 0.5, "h_norm": dataset.reflection.h_norm,

@@ -18,23 +18,14 @@ SEARCH = StartConfig(extra_thresholds=(), hull_flat=False, twin_epochs=5, quick_
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny(tiny_au_factory):
     """A 0.52 µm Au cube (2 Bragg extinction lengths), (200) at 8 keV, 32³ grid of 50 nm voxels, 51 angles
     (rocking oversampling ≈ 5), Gaussian bulge |φ| ≤ 1.2 rad, noise-free TTE data; its "kinematic result"
     is the truth moved by half a voxel along z and x, so the right start is known: the truth's support
     (up to a whole-voxel translation), not its twin."""
     from dynbcdi.reconstruct.pipeline import forward_model
-    from dynbcdi.simulate import simulate_dataset
-    from dynbcdi.simulate.config import SimulationConfig, from_dict
-    from dynbcdi.simulate.presets import PRESETS
 
-    base = PRESETS["au-demo"]
-    cfg = dict(base, name="tiny-au",
-               geometry=dict(base["geometry"], detector_shape=[32, 32], distance_m=0.57,
-                             rocking_start_deg=-0.1, rocking_stop_deg=0.1, rocking_step_deg=0.004),
-               grid={"nz": 32}, crystal={"shape": "cube", "size_m": [5.2e-7]},
-               deformation=[dict(base["deformation"][0], sigma_m=1.3e-7, center_m=[4e-8, 5e-8, 0.0])])
-    dataset = simulate_dataset(from_dict(SimulationConfig, cfg))
+    dataset = tiny_au_factory(rocking_step_deg=0.004)
     kin = fourier_shift(dataset.truth.astype(np.complex128), (0.5, 0.0, 0.5))
     return {"dataset": dataset, "kin": kin, "model": forward_model(dataset)}
 

@@ -10,23 +10,6 @@ from dynbcdi.reconstruct import StartConfig, default_config
 from dynbcdi.reconstruct.uncertainty import repeat_dynamical, uncertainty_map
 
 
-@pytest.fixture(scope="module")
-def tiny_au():
-    """The 32³ au-demo-like cube of tests/reconstruct/test_pipeline.py (0.52 µm Au, 2 extinction
-    lengths, Gaussian bulge |φ| ≤ 1.2 rad), noise-free."""
-    from dynbcdi.simulate import simulate_dataset
-    from dynbcdi.simulate.config import SimulationConfig, from_dict
-    from dynbcdi.simulate.presets import PRESETS
-
-    base = PRESETS["au-demo"]
-    cfg = dict(base, name="tiny-au",
-               geometry=dict(base["geometry"], detector_shape=[32, 32], distance_m=0.57,
-                             rocking_start_deg=-0.1, rocking_stop_deg=0.1, rocking_step_deg=0.005),
-               grid={"nz": 32}, crystal={"shape": "cube", "size_m": [5.2e-7]},
-               deformation=[dict(base["deformation"][0], sigma_m=1.3e-7, center_m=[4e-8, 5e-8, 0.0])])
-    return simulate_dataset(from_dict(SimulationConfig, cfg))
-
-
 def _kwargs(dataset) -> dict:
     h = dataset.geometry.grid_frame().to_grid(dataset.geometry.h)
     return {"h_norm": dataset.reflection.h_norm, "spacing_m": dataset.spacing_m, "h_dir_grid": h / np.linalg.norm(h)}

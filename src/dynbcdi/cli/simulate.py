@@ -5,6 +5,7 @@ Examples::
     dynbcdi simulate --preset au-cube-200 --out au.cxi                 # CPU: reduced size (64³)
     dynbcdi simulate --preset au-cube-200 --device cuda --out au.cxi   # GPU: full 256³, 401 angles
     dynbcdi simulate --config run.toml --out run.npz --figures
+    dynbcdi simulate --preset au-111-multi-test --out multi/         # 3 reflections + manifest.json
     dynbcdi simulate --list-presets
 """
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register `simulate` on the `dynbcdi` sub-command parser."""
+    from dynbcdi.simulate.multi import MULTI_PRESETS
     from dynbcdi.simulate.presets import CPU_SIZES, PRESETS
 
     parser = subparsers.add_parser(
@@ -31,13 +33,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description=("Simulate the dynamical-diffraction intensity stack I[j, row, col] of a crystal, with the "
                      "kinematic stacks for comparison, photon noise and detector defects; save it with the "
                      "ground truth, geometry and constants. Presets: "
-                     + ", ".join(f"{k} (CPU default size {CPU_SIZES[k]})" for k in PRESETS) + "."),
+                     + ", ".join(f"{k} (CPU default size {CPU_SIZES[k]})" for k in PRESETS) + "; several "
+                     "reflections of one crystal (--out DIR/, one dataset per reflection and a manifest): "
+                     + ", ".join(MULTI_PRESETS) + "."),
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--preset", choices=sorted(PRESETS), help="paper preset by name")
+    source.add_argument("--preset", choices=sorted(PRESETS) + list(MULTI_PRESETS), help="paper preset by name")
     source.add_argument("--config", type=Path, help="TOML configuration (see dynbcdi.simulate.config)")
     source.add_argument("--list-presets", action="store_true", help="print the presets and exit")
-    parser.add_argument("--out", type=Path, help="output file, .cxi or .npz")
+    parser.add_argument("--out", type=Path, help="output file, .cxi or .npz (a folder for a multi-reflection preset)")
     parser.add_argument("--size", type=int, help="points per direction (same field of view); presets on CPU "
                         "default to their reduced CPU size, on CUDA to full size")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default cpu)")
@@ -83,7 +87,9 @@ def format_presets() -> str:
         lines += textwrap.wrap(PRESET_PURPOSE[name], width=100, initial_indent="  for         ",
                                subsequent_indent=" " * 14)
         blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
+    from dynbcdi.cli.simulate_multi import format_multi_presets
+
+    return "\n\n".join([*blocks, format_multi_presets()])
 
 
 def _config(args: argparse.Namespace):
@@ -141,6 +147,10 @@ def run(args: argparse.Namespace) -> int:
     if args.list_presets:
         print(format_presets())
         return 0
+    from dynbcdi.cli.simulate_multi import is_multi_preset, run_multi
+
+    if is_multi_preset(args.preset):
+        return run_multi(args)
     from dynbcdi.devices import resolve_device
     from dynbcdi.io.dataset import check_dataset_target
     from dynbcdi.io.filecheck import check_new_output

@@ -142,9 +142,10 @@ def test_list_presets_is_plain_text(capsys):
     # no reStructuredText/Sphinx markup: roles, double back-quotes, any back-quote
     assert not re.search(r":(math|func|mod|class|meth|data):|``|`", out)
     blocks = out.strip().split("\n\n")
+    from dynbcdi.simulate.multi import MULTI_PRESETS
     from dynbcdi.simulate.presets import PRESETS
 
-    assert [b.splitlines()[0] for b in blocks] == list(PRESETS)
+    assert [b.splitlines()[0] for b in blocks] == list(PRESETS) + list(MULTI_PRESETS)
     for block in blocks:
         for key in ("reflection", "crystal", "scan", "grid", "for"):
             assert re.search(rf"^  {key} ", block, re.M), (key, block)

@@ -51,7 +51,7 @@ def format_multi_presets() -> str:
         n_angles = len(c.rocking_angles_rad())
         lines = [
             name,
-            f"  reflections {c.material} {hkls} at {c.energy_eV / 1e3:g} keV, one crystal in one mounting "
+            f"  reflection  {c.material} {hkls} at {c.energy_eV / 1e3:g} keV, one crystal in one mounting "
             f"(χ {c.chi_deg:g}°, φ {c.phi_deg:g}°)",
             f"  crystal     cube, {c.edge_m * 1e6:g} µm edge, {c.smooth_m * 1e9:g} nm smooth edges, point inclusion "
             f"(radius {c.inclusion_radius_m * 1e9:g} nm, misfit {c.inclusion_misfit:g})",

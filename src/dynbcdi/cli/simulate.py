@@ -142,8 +142,6 @@ def _summary(dataset, path: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Simulate, save, print a summary table; returns the exit code."""
-    from dynbcdi.simulate.presets import PRESETS
-
     if args.list_presets:
         print(format_presets())
         return 0

@@ -7,6 +7,7 @@ from dynbcdi.plot.complex_slices import complex_slices, complex_to_rgb
 from dynbcdi.plot.curves import convergence, peak_position, rocking_curves
 from dynbcdi.plot.isosurface import crystal_isosurface, diffraction_isosurface
 from dynbcdi.plot.strain_figure import strain_figure
+from dynbcdi.plot.uncertainty_figure import uncertainty_figure
 
 __all__ = [
     "complex_slices",
@@ -17,4 +18,5 @@ __all__ = [
     "peak_position",
     "rocking_curves",
     "strain_figure",
+    "uncertainty_figure",
 ]

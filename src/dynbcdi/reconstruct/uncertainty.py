@@ -126,8 +126,9 @@ def repeat_dynamical(dataset: Any, repeats: int, *, seed: int = 0, config: Any =
     is given (then every repeat starts from that kinematic result), the kinematic phasing
     (:func:`dynbcdi.phasing.phase_retrieval`, ``n_starts`` random starts, ``recipe``), so the start
     candidates differ too. start : :class:`~dynbcdi.reconstruct.pipeline.StartConfig` of the start
-    search, or "as-is" (each repeat starts from ``kinematic_grid`` itself, no search). config : :class:`ReconstructionConfig` (default
-    :func:`~dynbcdi.reconstruct.pipeline.default_config` for the dataset). model : forward model
+    search, or "as-is" (each repeat starts from ``kinematic_grid`` itself, no search).
+    config : :class:`ReconstructionConfig` (default :func:`~dynbcdi.reconstruct.pipeline.default_config`
+    for the dataset). model : forward model
     (default the dataset's TTE model). callback : as :func:`dynbcdi.reconstruct.reconstruct`; a
     repeat that it stops (or Ctrl-C interrupts) ends the series and is left out. on_repeat(k, result) is
     called after each repeat (progress, saving). Returns the
@@ -135,8 +136,8 @@ def repeat_dynamical(dataset: Any, repeats: int, *, seed: int = 0, config: Any =
     """
     from dynbcdi.phasing import phase_retrieval
     from dynbcdi.reconstruct.optimizer import reconstruct
-    from dynbcdi.reconstruct.pipeline import (default_config, dynamical_from_kinematic, forward_model, kinematic_on_grid,
-                                              rocking_step_rad)
+    from dynbcdi.reconstruct.pipeline import (default_config, dynamical_from_kinematic, forward_model,
+                                              kinematic_on_grid, rocking_step_rad)
 
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")

@@ -77,6 +77,12 @@ def test_bad_repeats_is_a_one_line_error_before_any_file(scan, tmp_path, capsys,
     assert not out.exists()
 
 
+def test_repeats_with_distributed_is_refused_before_any_file(scan, tmp_path, capsys):
+    out = tmp_path / "dist"
+    assert main([*_args(scan, out), "--repeats", "2", "--distributed"]) == 2
+    assert "--repeats with --distributed is not supported" in capsys.readouterr().err and not out.exists()
+
+
 def test_ctrl_c_during_repeats_keeps_the_main_result(scan, tmp_path, monkeypatch, capsys):
     import dynbcdi.reconstruct.uncertainty as uncertainty
 

@@ -106,6 +106,7 @@ def test_workflow_repeats_write_the_maps_to_cxi_and_vti(tmp_path, tiny_au):
     assert result.metadata["uncertainty"]["repeats"] == 2
     arrays, _ = read_vti(tmp_path / "run" / "analysis" / "dynamical.vti")
     assert {"displacement_std_pm", "strain_std"} <= set(arrays)
+    assert (tmp_path / "run" / "report" / "figures" / "uncertainty.png").is_file()  # the report shows the maps
     toml.write_text(_RUN_TOML.format(dataset=dataset.as_posix(), repeats=0))
     with pytest.raises(ValueError, match="reconstruction.repeats"):
         load_run_config(toml)

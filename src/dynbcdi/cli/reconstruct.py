@@ -9,6 +9,13 @@ Writes ``DIR/reconstruction.cxi`` (dynbcdi.io.save_result), ``DIR/history.csv`` 
 loop's checkpoint and the start search's finished trials (``start_search.json``). A non-empty
 DIR is refused unless ``--resume`` (continue its checkpoint) or ``--overwrite`` (start again) is given,
 so neither results nor an interrupted run's checkpoint are replaced silently.
+
+``--repeats N`` (N ≥ 2) runs N − 1 further reconstructions from independent starts once the main
+run has finished and was written (seeds seed + 1, …; each its own start search from the same init),
+and adds the per-voxel mean and spread of displacement and strain over all N
+(:mod:`dynbcdi.reconstruct.uncertainty`) to ``reconstruction.cxi`` (maps), to
+``reconstruction_uncertainty.vti`` and to the figure ``uncertainty.png``. Ctrl-C during the repeats
+keeps the main result and writes no maps.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ HISTORY_CSV = "history.csv"
 HISTORY_JSON = "history.json"
 CHECKPOINT_DIR = "checkpoint"
 START_SEARCH_STATE = "start_search.json"
+UNCERTAINTY_VTI = "reconstruction_uncertainty.vti"
+UNCERTAINTY_PNG = "uncertainty.png"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -62,6 +71,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--epochs", type=int, help="maximum epochs (overrides the config)")
     parser.add_argument("--seed", type=_seed, help="seed of the mini-batch order, also in the start selection's "
                                                    "trial epochs (overrides the config; default 0)")
+    parser.add_argument("--repeats", type=int, default=1, metavar="N",
+                        help="with N ≥ 2: after the main run, N − 1 more from independent starts (seeds seed + 1, "
+                             "…), and the per-voxel mean and spread of displacement and strain over all N in "
+                             f"{RESULT_NAME}, {UNCERTAINTY_VTI} and {UNCERTAINTY_PNG} (default 1: a single run)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--resume", action="store_true",
                         help="continue from DIR/checkpoint (after Ctrl-C: from the mini-batch where it stopped, "
@@ -174,7 +187,7 @@ def _check_targets(out: Path, overwrite: bool, resume: bool) -> None:
         ckpt = out / CHECKPOINT_DIR  # a start search interrupted before the loop began left only its trials
         if checkpoint_path(ckpt).is_file() or not (ckpt / START_SEARCH_STATE).is_file():
             load_checkpoint(ckpt)  # missing, empty, truncated or corrupt: one line naming it
-        for name in (RESULT_NAME, HISTORY_CSV, HISTORY_JSON):
+        for name in (RESULT_NAME, HISTORY_CSV, HISTORY_JSON, UNCERTAINTY_VTI, UNCERTAINTY_PNG):
             if (out / name).exists() and not overwrite:
                 raise FileExistsError(f"{out / name} exists (the run finished); pass --overwrite with "
                                       "--resume to continue it and replace its results")
@@ -188,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
     """
     from dynbcdi.io import load_dataset
 
+    _check_repeats(args)
     _check_targets(Path(args.out), args.overwrite, args.resume)
     dataset = load_dataset(args.dataset)
     cfg = _config(args, measured=dataset.truth is None)
@@ -198,6 +212,16 @@ def run(args: argparse.Namespace) -> int:
         return _run(args, cfg.replace(device=str(comm.device)), dataset, comm)
     finally:
         comm.close()
+
+
+def _check_repeats(args: argparse.Namespace) -> None:
+    """``--repeats``: an integer ≥ 1, and not with ``--distributed`` (the repeats run in one process)."""
+    repeats = getattr(args, "repeats", 1)
+    if repeats < 1:
+        raise ValueError(f"--repeats must be ≥ 1 (1: a single run, N ≥ 2: an uncertainty map over N runs), "
+                         f"got {repeats}")
+    if repeats > 1 and getattr(args, "distributed", False):
+        raise ValueError("--repeats with --distributed is not supported: run the repeats without --distributed")
 
 
 def _print_second_interrupt(checkpoint_dir: Path) -> None:
@@ -225,10 +249,8 @@ def _select_start(args: argparse.Namespace, dataset, init: np.ndarray, cfg: Reco
 
 
 def _run(args: argparse.Namespace, cfg: ReconstructionConfig, dataset, comm: Communicator) -> int:
-    from dynbcdi.io import save_result
-
     out = Path(args.out)
-    init = _initial_object(args, dataset)
+    init = kinematic = _initial_object(args, dataset)  # the repeats search their starts from `kinematic`
     model = _forward_model(args, dataset)
     # --resume continues the main loop from its checkpoint (which holds the start), else an
     # interrupted start search from its state file
@@ -269,11 +291,55 @@ def _run(args: argparse.Namespace, cfg: ReconstructionConfig, dataset, comm: Com
               f"continue with --resume")
         return 130
     write_history(result, out)
-    path = save_result(out / RESULT_NAME, result.S, dataset.spacing_m, support=result.support,
-                       metadata={"frame": "grid", "scale": result.scale, "offsets": result.offsets,
-                                 "stopped_reason": result.stopped_reason, "epochs": result.epochs,
-                                 "config": cfg.to_dict(), "dataset": os.fspath(args.dataset)},
-                       history={"loss": result.history.loss}, overwrite=args.overwrite)
+    path = _save(args, cfg, dataset, result, overwrite=args.overwrite)
     print(f"{result.stopped_reason} after {result.epochs} epochs, loss {result.history.loss[-1]:.4g}")
     print(f"result:  {path}\nhistory: {out / HISTORY_CSV}")
+    return _uncertainty(args, cfg, dataset, kinematic, model, result) if getattr(args, "repeats", 1) > 1 else 0
+
+
+def _save(args: argparse.Namespace, cfg: ReconstructionConfig, dataset, result: ReconstructionResult,
+          overwrite: bool, maps: dict | None = None, extra: dict | None = None) -> Path:
+    """Write ``DIR/reconstruction.cxi`` (with the uncertainty ``maps`` and metadata ``extra`` when given)."""
+    from dynbcdi.io import save_result
+
+    meta = {"frame": "grid", "scale": result.scale, "offsets": result.offsets, "stopped_reason": result.stopped_reason,
+            "epochs": result.epochs, "config": cfg.to_dict(), "dataset": os.fspath(args.dataset), **(extra or {})}
+    return save_result(Path(args.out) / RESULT_NAME, result.S, dataset.spacing_m, support=result.support,
+                       metadata=meta, history={"loss": result.history.loss}, overwrite=overwrite, maps=maps)
+
+
+def _uncertainty(args: argparse.Namespace, cfg: ReconstructionConfig, dataset, kinematic: np.ndarray, model,
+                 result: ReconstructionResult) -> int:
+    """``--repeats``: args.repeats − 1 more runs, then the maps into the result, a .vti and a figure.
+
+    Runs after the main result was written; Ctrl-C keeps it and writes no (partial) maps (exit 130).
+    """
+    from dynbcdi.io import write_vti
+    from dynbcdi.plot import uncertainty_figure
+    from dynbcdi.reconstruct.uncertainty import repeat_uncertainty
+
+    out = Path(args.out)
+    start = None if args.start == "select" else "as-is"
+    with tqdm(total=args.repeats - 1, unit="run", desc="repeats", disable=args.no_progress) as bar:
+        try:
+            um = repeat_uncertainty(dataset, result, kinematic, cfg, args.repeats, model=model, start=start,
+                                    on_repeat=lambda k, res: bar.update())
+        except KeyboardInterrupt:
+            print(f"interrupted during the repeats: the main result was written to {out / RESULT_NAME}, "
+                  "the uncertainty maps were not")
+            return 130
+    summary = um.summary()
+    maps = um.as_maps()
+    _save(args, cfg, dataset, result, overwrite=True, maps=maps, extra={"uncertainty": summary})
+    write_vti(out / UNCERTAINTY_VTI, {"amplitude_mean": um.amplitude_mean, "support": um.support,
+                                      "displacement_mean_pm": um.displacement_mean_m * 1e12,
+                                      "displacement_std_pm": um.displacement_std_m * 1e12,
+                                      "strain_mean": um.strain_mean, "strain_std": um.strain_std},
+              dataset.spacing_m, overwrite=True)  # _check_targets refused an existing one unless --overwrite
+    fig = uncertainty_figure(maps, dataset.spacing_m, title=f"mean and spread over {um.repeats} reconstructions")
+    fig.savefig(out / UNCERTAINTY_PNG, dpi=100)
+    print(f"uncertainty over {um.repeats} runs: median spread {summary['displacement_std_median_pm']:.3g} pm "
+          f"(displacement), {summary['strain_std_median']:.3g} (strain); lowest correlation with the first "
+          f"{summary['min_correlation']:.4f}")
+    print(f"maps:    {out / RESULT_NAME} (maps), {out / UNCERTAINTY_VTI}, {out / UNCERTAINTY_PNG}")
     return 0

@@ -504,7 +504,7 @@ class StrangAdjoint(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gU, gW):  # noqa: D102
         a11, b12, r21, u_full, u_last, W_out, *flat = ctx.saved_tensors
-        ops, n, bounds = (a11, b12, r21), a11.shape[0], ctx.bounds
+        ops, bounds = (a11, b12, r21), ctx.bounds
         offsets = [sum(ctx.sizes[:c]) for c in range(len(ctx.sizes) + 1)]
         workers = _workers(len(ctx.sizes), a11.device)
         # Σ over angles of U λP, W λP, U λW per step; one set per worker, added in worker order

@@ -8,6 +8,7 @@ from dynbcdi.plot.curves import convergence, peak_position, rocking_curves
 from dynbcdi.plot.isosurface import crystal_isosurface, diffraction_isosurface
 from dynbcdi.plot.strain_figure import strain_figure
 from dynbcdi.plot.strain_tensor_figure import strain_tensor_figure
+from dynbcdi.plot.uncertainty_figure import uncertainty_figure
 
 __all__ = [
     "complex_slices",
@@ -19,4 +20,5 @@ __all__ = [
     "rocking_curves",
     "strain_figure",
     "strain_tensor_figure",
+    "uncertainty_figure",
 ]

@@ -28,7 +28,7 @@ import numpy as np
 from dynbcdi.analysis import align_to, displacement, strain, unwrap_phase
 from dynbcdi.analysis.strain import check_support
 
-__all__ = ["UncertaintyMap", "repeat_dynamical", "uncertainty_map"]
+__all__ = ["UncertaintyMap", "repeat_dynamical", "repeat_uncertainty", "uncertainty_map"]
 
 log = logging.getLogger(__name__)
 
@@ -125,15 +125,19 @@ def repeat_dynamical(dataset: Any, repeats: int, *, seed: int = 0, config: Any =
     Repeat k seeds the dynamical mini-batch order (``config.seed``) and, unless ``kinematic_grid``
     is given (then every repeat starts from that kinematic result), the kinematic phasing
     (:func:`dynbcdi.phasing.phase_retrieval`, ``n_starts`` random starts, ``recipe``), so the start
-    candidates differ too. config : :class:`ReconstructionConfig` (default
-    :func:`~dynbcdi.reconstruct.pipeline.default_config` for the dataset). model : forward model
+    candidates differ too. start : :class:`~dynbcdi.reconstruct.pipeline.StartConfig` of the start
+    search, or "as-is" (each repeat starts from ``kinematic_grid`` itself, no search).
+    config : :class:`ReconstructionConfig` (default :func:`~dynbcdi.reconstruct.pipeline.default_config`
+    for the dataset). model : forward model
     (default the dataset's TTE model). callback : as :func:`dynbcdi.reconstruct.reconstruct`; a
     repeat that it stops (or Ctrl-C interrupts) ends the series and is left out. on_repeat(k, result) is
     called after each repeat (progress, saving). Returns the
     :class:`~dynbcdi.reconstruct.ReconstructionResult` of each repeat, in order.
     """
     from dynbcdi.phasing import phase_retrieval
-    from dynbcdi.reconstruct.pipeline import default_config, dynamical_from_kinematic, forward_model, kinematic_on_grid
+    from dynbcdi.reconstruct.optimizer import reconstruct
+    from dynbcdi.reconstruct.pipeline import (default_config, dynamical_from_kinematic, forward_model,
+                                              kinematic_on_grid, rocking_step_rad)
 
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
@@ -146,8 +150,13 @@ def repeat_dynamical(dataset: Any, repeats: int, *, seed: int = 0, config: Any =
             phasing = phase_retrieval(dataset.intensity, dataset.valid, recipe=recipe, n_starts=n_starts,
                                       seed=seed + k, device=device)
             kin = kinematic_on_grid(dataset, phasing)
-        res = dynamical_from_kinematic(dataset, kin, config.replace(seed=seed + k), model=model, start=start,
-                                       callback=callback)
+        if start == "as-is":  # every repeat from the given object itself: only the mini-batch order differs
+            res = reconstruct(dataset.intensity, dataset.valid, dataset.geometry.dq_grid(), model, kin,
+                              config.replace(seed=seed + k), callback=callback,
+                              rocking_step_rad=rocking_step_rad(dataset.geometry))
+        else:
+            res = dynamical_from_kinematic(dataset, kin, config.replace(seed=seed + k), model=model, start=start,
+                                           callback=callback)
         log.info("uncertainty repeat %d/%d: %d epochs, final loss %.4g", k + 1, repeats, res.epochs,
                  res.history.loss[-1])
         if res.interrupted or res.stopped_reason == "callback":
@@ -156,3 +165,26 @@ def repeat_dynamical(dataset: Any, repeats: int, *, seed: int = 0, config: Any =
         if on_repeat is not None:
             on_repeat(k, res)
     return results
+
+
+def repeat_uncertainty(dataset: Any, first: Any, kinematic_grid: np.ndarray, config: Any, repeats: int, *,
+                       model: Any, start: Any = None, callback: Any = None,
+                       on_repeat: Callable[[int, Any], None] | None = None) -> UncertaintyMap:
+    """The uncertainty map over a finished reconstruction and ``repeats`` − 1 more from independent starts.
+
+    first : the :class:`~dynbcdi.reconstruct.ReconstructionResult` of ``config`` (seed s) started from
+    ``kinematic_grid`` ((Z, Y, X) complex, grid frame); the further runs are :func:`repeat_dynamical`'s
+    with seeds s + 1, … and the same ``start`` (a StartConfig, None for the dataset's default, or
+    "as-is"), ``model`` and ``callback``. The map is defined on ``first.support`` and aligned onto
+    ``first`` (:func:`uncertainty_map`). A repeat that is interrupted (Ctrl-C, or stopped by ``callback``)
+    raises KeyboardInterrupt: a map over fewer runs than asked is not returned.
+    """
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 2:
+        raise ValueError(f"an uncertainty map needs repeats >= 2, got {repeats!r}")
+    more = repeat_dynamical(dataset, repeats - 1, seed=config.seed + 1, config=config, kinematic_grid=kinematic_grid,
+                            start=start, model=model, callback=callback, on_repeat=on_repeat)
+    if len(more) < repeats - 1:
+        raise KeyboardInterrupt(f"repeat {len(more) + 2} of {repeats} was interrupted")
+    h = dataset.geometry.grid_frame().to_grid(dataset.geometry.h)
+    return uncertainty_map([first.S] + [m.S for m in more], dataset.reflection.h_norm, dataset.spacing_m,
+                           h / np.linalg.norm(h), support=first.support)

@@ -104,7 +104,7 @@ def build_sections(ctx: StageContext, figures_dir: Path) -> dict[str, str]:
     phased, dyn = ctx.input("phase"), ctx.input("dynamical")
     fig = {name: (lambda make, name=name: _figure(make, figures_dir / f"{name}.png"))
            for name in ("frames", "rocking_curves", "deviance", "residuals", "complex_slices", "strain",
-                        "crystal_isosurface", "diffraction_isosurface", "convergence")}
+                        "crystal_isosurface", "diffraction_isosurface", "convergence", "uncertainty")}
     triples = {k: (ana.phase[k], ana.displacement_m[k] * 1e12, ana.strain[k]) for k in ana.phase}
     history = {"phasing: Fourier error (per iteration)": phased.history.get("error", [])}
     history["dynamical: loss (per epoch)"] = dyn.history.get("loss", [])
@@ -123,7 +123,8 @@ def build_sections(ctx: StageContext, figures_dir: Path) -> dict[str, str]:
                                 "dynamical one (translation, twin, global phase).")
         + fig["complex_slices"](lambda: plot.complex_slices(ana.objects, ana.spacing_m)),
         "strain": _note(f"Inside the dynamical support; phase ramp removed: {ctx.config.output.remove_ramp}.")
-        + fig["strain"](lambda: plot.strain_figure(triples, ana.supports["dynamical"], ana.spacing_m)),
+        + fig["strain"](lambda: plot.strain_figure(triples, ana.supports["dynamical"], ana.spacing_m))
+        + (fig["uncertainty"](lambda: plot.uncertainty_figure(dyn.maps, ana.spacing_m)) if dyn.maps else ""),
         "isosurfaces": fig["crystal_isosurface"](lambda: plot.crystal_isosurface(ana.objects, ana.spacing_m)),
         "diffraction": fig["diffraction_isosurface"](lambda: plot.diffraction_isosurface(dataset.intensity)),
         "convergence": fig["convergence"](lambda: plot.convergence(history, xlabel="iteration / epoch")),

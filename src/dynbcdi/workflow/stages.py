@@ -274,15 +274,11 @@ class DynamicalStage:
 
 def _uncertainty(dataset: Any, kin: np.ndarray, r: Any, model: Any, result: Any, meta: dict) -> dict:
     """The uncertainty maps of ``r.repeats`` runs: ``result`` and r.repeats − 1 more (seeds + 1, …)."""
-    from dynbcdi.reconstruct.uncertainty import repeat_dynamical, uncertainty_map
+    from dynbcdi.reconstruct.uncertainty import repeat_uncertainty
 
     with InterruptGuard() as guard:
-        more = repeat_dynamical(dataset, r.repeats - 1, seed=r.config.seed + 1, config=r.config,
-                                kinematic_grid=kin, start=r.start, model=model, callback=guard.callback)
-        guard.check()
-    h = dataset.geometry.grid_frame().to_grid(dataset.geometry.h)
-    um = uncertainty_map([result.S] + [m.S for m in more], dataset.reflection.h_norm, dataset.spacing_m,
-                         h / np.linalg.norm(h), support=result.support)
+        um = repeat_uncertainty(dataset, result, kin, r.config, r.repeats, model=model, start=r.start,
+                                callback=guard.callback)
     meta["uncertainty"] = um.summary()
     log.info("uncertainty over %d repeats: median spread %.3g pm (displacement), %.3g (strain)", um.repeats,
              meta["uncertainty"]["displacement_std_median_pm"], meta["uncertainty"]["strain_std_median"])

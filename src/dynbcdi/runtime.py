@@ -148,7 +148,7 @@ def map_chunks(fn, n_items: int, workers: int | None = None) -> list:
 
     workers: default ``torch.get_num_threads()`` (the count chosen by :func:`choose_threads`), capped
     at ``n_items``; 1 runs everything in the calling thread, unchanged. Grad mode is off in the
-    workers and in the caller's share (callers are autograd Functions). Exceptions raised by ``fn`` propagate.
+    workers and in the caller's share (callers are autograd Functions); inference mode is the caller's. Exceptions raised by ``fn`` propagate.
     """
     import threading
 
@@ -163,11 +163,12 @@ def map_chunks(fn, n_items: int, workers: int | None = None) -> list:
             return [fn(i) for i in range(n_items)]
     results: list = [None] * n_items
     errors: list[BaseException] = []
+    inference = torch.is_inference_mode_enabled()  # thread-local: the workers take the caller's
 
     def work(w: int) -> None:
         torch.set_num_threads(1)  # this OS thread's OpenMP/MKL setting (thread-local)
         try:
-            with torch.no_grad():
+            with torch.inference_mode(inference), torch.no_grad():
                 for i in range(w, n_items, workers):
                     results[i] = fn(i)
         except BaseException as exc:  # re-raised in the caller

@@ -76,3 +76,15 @@ def test_map_chunks_order_and_errors(restore_threads):
     with pytest.raises(ValueError, match="chunk 3"):
         runtime.map_chunks(fail, 5)
     assert torch.get_num_threads() == 2
+
+
+def test_threaded_march_under_inference_mode(restore_threads):
+    """Workers take the caller's inference mode (thread-local in torch): writing into the caller's
+    inference tensors from a worker outside it would raise."""
+    model, s, phi, dq = _case()
+    torch.set_num_threads(1)
+    expected = model(torch.polar(s, phi), dq)
+    torch.set_num_threads(2)
+    with torch.inference_mode():
+        out = model(torch.polar(s, phi), dq)
+    assert torch.equal(out, expected)

@@ -59,6 +59,10 @@ def test_repeats_write_maps_vti_and_figure(scan, tmp_path, capsys):
     # a finished folder with maps: --resume without --overwrite refuses before computing anything
     assert main([*_args(scan, out), "--repeats", "2", "--resume"]) == 2
     assert "exists" in capsys.readouterr().err
+    # a single run over it with --overwrite: the old maps do not describe the new result, none is left
+    assert main([*_args(scan, out), "--overwrite"]) == 0
+    assert load_result(out / "reconstruction.cxi").maps == {}
+    assert not (out / "reconstruction_uncertainty.vti").exists() and not (out / "uncertainty.png").exists()
 
 
 def test_default_is_a_single_run_without_maps(scan, tmp_path):

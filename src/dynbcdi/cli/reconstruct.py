@@ -292,6 +292,8 @@ def _run(args: argparse.Namespace, cfg: ReconstructionConfig, dataset, comm: Com
         return 130
     write_history(result, out)
     path = _save(args, cfg, dataset, result, overwrite=args.overwrite)
+    for stale in (UNCERTAINTY_VTI, UNCERTAINTY_PNG):  # an earlier run's maps do not describe this result
+        (out / stale).unlink(missing_ok=True)
     print(f"{result.stopped_reason} after {result.epochs} epochs, loss {result.history.loss[-1]:.4g}")
     print(f"result:  {path}\nhistory: {out / HISTORY_CSV}")
     return _uncertainty(args, cfg, dataset, kinematic, model, result) if getattr(args, "repeats", 1) > 1 else 0

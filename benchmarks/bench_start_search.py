@@ -7,9 +7,8 @@ random starts, lowest Fourier error kept) → grid → for each ``--rankings`` e
 process (one torch thread: on a shared machine they do not depend on the other jobs the way wall
 times do); the accuracy is the phase RMS against the truth (``dynbcdi.analysis.compare``, used only
 for the table). A ranking is ``exhaustive`` or ``quick[:EPOCHS[:MAX_STRIDE]]``, optionally followed by
-``+axes`` (``StartConfig.translate="axes"``: the translations one axis at a time) and/or
-``+nostage3`` (``rethreshold=False``); ``pruned`` is ``quick+axes+nostage3``. The table also gives
-the number of trial runs, the kinematic phasing's CPU time and the search's share of phasing +
+``+nostage3`` (``StartConfig.rethreshold=False``) and/or ``+twinonce`` (``twin_once=True``). The
+table also gives the number of trial runs, the kinematic phasing's CPU time and the search's share of phasing +
 search + reconstruction.
 
 Usage::
@@ -51,11 +50,9 @@ def simulate(name: str, size: int):
 
 
 def start_config(ranking: str) -> StartConfig:
-    ranking = "quick+axes+nostage3" if ranking == "pruned" else ranking
     ranking, *mods = ranking.split("+")
     kind, *opt = ranking.split(":")
-    start = StartConfig(ranking=kind, translate="axes" if "axes" in mods else "combinations",
-                        rethreshold="nostage3" not in mods)
+    start = StartConfig(ranking=kind, rethreshold="nostage3" not in mods, twin_once="twinonce" in mods)
     if opt:
         start = dataclasses.replace(start, quick_epochs=int(opt[0]))
     if len(opt) > 1:

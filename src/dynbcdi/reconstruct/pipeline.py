@@ -124,11 +124,10 @@ class StartConfig:
         phase error on au-demo, au-cube-200 and sr2iro4-116 at 0.63–0.74 of the exhaustive search's
         CPU time; 2 epochs cost a quarter but took sr2iro4-116 from 0.126 to 0.164 rad, 1 epoch
         chose the wrong twin on au-demo.
-    translate: how the second stage searches the translations: "combinations" (default; every
-        3-axis combination of ``subvoxel_shifts``, 7 candidates for (0, 0.5)) or "axes" (one axis
-        after the other, z then y then x, each shift tried on top of the best so far: 3 candidates
-        for (0, 0.5), and still reaches a 2- or 3-axis offset when each axis lowers the loss).
     rethreshold: the third stage (the recipe's other thresholds again at the best translation).
+    twin_once: in the first stage, choose between the kinematic phase and its twin at ``threshold``
+        only, and try the other thresholds in the chosen phase (and as flat hulls): 2 trials fewer
+        for 3 thresholds.
     """
 
     threshold: float = 0.4
@@ -145,8 +144,8 @@ class StartConfig:
     ranking: str = "quick"
     quick_epochs: int = 6
     max_frame_stride: int = 2
-    translate: str = "combinations"
     rethreshold: bool = True
+    twin_once: bool = False
 
     @classmethod
     def measured(cls) -> StartConfig:
@@ -174,8 +173,6 @@ class StartConfig:
             raise ValueError(f"StartConfig.phase must be 'flat' or 'kinematic', got {self.phase!r}")
         if self.ranking not in ("quick", "exhaustive"):
             raise ValueError(f"StartConfig.ranking must be 'quick' or 'exhaustive', got {self.ranking!r}")
-        if self.translate not in ("combinations", "axes"):
-            raise ValueError(f"StartConfig.translate must be 'combinations' or 'axes', got {self.translate!r}")
         if self.quick_epochs < 1 or self.max_frame_stride < 1:
             raise ValueError(f"StartConfig.quick_epochs and max_frame_stride must be >= 1, got "
                              f"{self.quick_epochs}, {self.max_frame_stride}")
@@ -363,10 +360,10 @@ def choose_start(dataset: Any, kinematic_grid: np.ndarray, config: Reconstructio
 
     With ``start.twin_epochs`` > 0 candidates are ranked by their loss after a few trial epochs of
     ``config`` with ``model`` (``start.ranking``; never more epochs than ``config.epochs``), in three
-    stages: (1) every recipe (threshold × {kinematic phase, twin, flat hull}) at the kinematic
-    result's own position; (2) the best recipe on the kinematic result translated by every
+    stages: (1) every recipe (threshold × {kinematic phase, twin, flat hull}; with ``start.twin_once``
+    the twin decided at ``start.threshold`` alone) at the kinematic result's own position; (2) the best recipe on the kinematic result translated by every
     combination of ``start.subvoxel_shifts``; (3) the other thresholds of that recipe at the best
-    translation. Without trial epochs: the single start of ``start``.
+    translation (``start.rethreshold``). Without trial epochs: the single start of ``start``.
     The translation is harmless: the data do not fix the crystal's position. Default ``start``:
     :meth:`StartConfig.measured` for a dataset without truth (measured), else :class:`StartConfig`.
     progress : called after every candidate (:class:`dynbcdi.reconstruct.start.StartProgress`).
@@ -384,8 +381,6 @@ def choose_start(dataset: Any, kinematic_grid: np.ndarray, config: Reconstructio
     first = [(zero, (start.threshold, kind)) for kind in ("amplitude", "amplitude-twin")] \
         if start.kinematic_amplitude else []
     shifts = [tuple(map(float, sh)) for sh in itertools.product(start.subvoxel_shifts, repeat=3) if any(sh)]
-    steps = [v for v in start.subvoxel_shifts if v]
-    n_translations = 3 * len(steps) if start.translate == "axes" else len(shifts)
     stage1 = first + [(zero, (t, kind)) for t in thresholds for kind in kinds]
 
     def build(shift: tuple[float, float, float], recipe: tuple[float, str]) -> np.ndarray | None:
@@ -393,20 +388,23 @@ def choose_start(dataset: Any, kinematic_grid: np.ndarray, config: Reconstructio
         return _start_for(shifted, recipe, dataset.spacing_m, k0, kh, start)
 
     problem = _trial_problem(dataset, kin, config, model, start)
+    twin_once = start.twin_once and len(thresholds) > 1
+    total = len(stage1) + len(shifts) + (len(thresholds) - 1) * (start.rethreshold - twin_once)
     search = StartSearch(problem, problem.fingerprint(kin, start), state_path=state_path, resume=resume,
-                         progress=progress, total=len(stage1) + n_translations + (len(thresholds) - 1) * start.rethreshold)
-    best = search.best(stage1, build)
+                         progress=progress, total=total)
+    if twin_once:  # the twin chosen once, at the default threshold; the other thresholds in that phase
+        best = search.best([(zero, (start.threshold, kind)) for kind in ("kinematic", "twin")], build)
+        phase = best[0][1][1]
+        best = search.best([c for c in stage1 if c[1][1] not in ("kinematic", "twin") or
+                            (c[1][0] != start.threshold and c[1][1] == phase)], build, best)
+    else:
+        best = search.best(stage1, build)
     recipe = best[0][1]
     if recipe[1].startswith("amplitude"):  # the kinematic result itself: no threshold, no translation
         log.info("start: the kinematic result%s (trial loss %.4g)", " (twin)" if "twin" in recipe[1] else "",
                  best[1])
         return best[2]
-    if start.translate == "axes":  # coordinate descent: each axis on top of the best translation so far
-        for axis in range(3):
-            base = best[0][0]
-            best = search.best([(base[:axis] + (v,) + base[axis + 1:], recipe) for v in steps], build, best)
-    else:
-        best = search.best([(sh, recipe) for sh in shifts], build, best)
+    best = search.best([(sh, recipe) for sh in shifts], build, best)
     shift = best[0][0]
     if start.rethreshold:
         best = search.best([(shift, (t, recipe[1])) for t in thresholds if t != recipe[0]], build, best)

@@ -7,7 +7,8 @@ random starts, lowest Fourier error kept) → grid → for each ``--rankings`` e
 process (one torch thread: on a shared machine they do not depend on the other jobs the way wall
 times do); the accuracy is the phase RMS against the truth (``dynbcdi.analysis.compare``, used only
 for the table). A ranking is ``exhaustive`` or ``quick[:EPOCHS[:MAX_STRIDE]]``, optionally followed by
-``+nostage3`` (``StartConfig.rethreshold=False``) and/or ``+twinonce`` (``twin_once=True``). The
+``+nostage3`` (``StartConfig.rethreshold=False``) and/or ``+twinall`` (``twin_once=False``: both
+phases at every threshold, the ranking before the default ``twin_once``). The
 table also gives the number of trial runs, the kinematic phasing's CPU time and the search's share of phasing +
 search + reconstruction.
 
@@ -52,7 +53,7 @@ def simulate(name: str, size: int):
 def start_config(ranking: str) -> StartConfig:
     ranking, *mods = ranking.split("+")
     kind, *opt = ranking.split(":")
-    start = StartConfig(ranking=kind, rethreshold="nostage3" not in mods, twin_once="twinonce" in mods)
+    start = StartConfig(ranking=kind, rethreshold="nostage3" not in mods, twin_once="twinall" not in mods)
     if opt:
         start = dataclasses.replace(start, quick_epochs=int(opt[0]))
     if len(opt) > 1:

@@ -6,15 +6,16 @@ random starts, lowest Fourier error kept) → grid → for each ``--rankings`` e
 (:func:`dynbcdi.reconstruct.default_config`) from the chosen start. Times are CPU seconds of this
 process (one torch thread: on a shared machine they do not depend on the other jobs the way wall
 times do); the accuracy is the phase RMS against the truth (``dynbcdi.analysis.compare``, used only
-for the table). A ranking is ``exhaustive`` or ``quick[:EPOCHS[:MAX_STRIDE]]``, optionally followed by
-``+nostage3`` (``StartConfig.rethreshold=False``) and/or ``+twinall`` (``twin_once=False``: both
-phases at every threshold, the ranking before the default ``twin_once``). The
-table also gives the number of trial runs, the kinematic phasing's CPU time and the search's share of phasing +
-search + reconstruction.
+for the table). A ranking is ``exhaustive`` or ``quick[:EPOCHS[:MAX_STRIDE]]``, optionally followed
+by ``+nostage3`` (``StartConfig.rethreshold=False``) and/or ``+twinall`` (``twin_once=False``: both
+phases at every threshold, the ranking before the default ``twin_once``). The table also gives the
+number of trial runs, the kinematic phasing's CPU time and the search's share of phasing + search +
+reconstruction.
 
-Usage::
+Usage (benchmarks/RESULTS.md "Start search cost"; au-cube-200 and sr2iro4-116 at ``--size 48``)::
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_start_search.py --preset au-demo --size 64
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_start_search.py --preset au-demo --size 64 \
+        --rankings quick+twinall,quick
 """
 
 from __future__ import annotations

@@ -128,7 +128,7 @@ class StartConfig:
     twin_once: in the first stage, choose between the kinematic phase and its twin at ``threshold``
         only, and try the other thresholds in the chosen phase (and as flat hulls): 2 trials fewer
         for 3 thresholds (default; the same start as trying both phases at every threshold on
-        au-demo, au-cube-200 and sr2iro4-116, 0.88–0.90 of its search time).
+        au-demo, au-cube-200 and sr2iro4-116, 0.82–0.91 of its search CPU time).
     rethreshold: the third stage (the recipe's other thresholds again at the best translation; on
         au-demo it moves 0.5 to 0.4, and without it the phase error doubles, 0.021 → 0.046 rad).
     """

@@ -68,6 +68,21 @@ def test_quick_ranking_picks_the_exhaustive_choice(tiny, quick):
     assert records[-1].best_loss == min(r.loss for r in records[1:])
 
 
+def test_pruned_search_without_third_stage(tiny, tmp_path):
+    # twin_once + rethreshold=False: the twin decided at 0.4 (2 trials), 0.3 tried in the chosen phase
+    # only, the 7 translations of the best recipe, no third stage; it still finds the truth's support
+    # (not its twin) and undoes the half-voxel offset along z and x
+    state = tmp_path / "start_search.json"
+    start = StartConfig(**{**SEARCH.__dict__, "extra_thresholds": (0.3,), "twin_once": True, "rethreshold": False})
+    records = []
+    chosen = choose_start(tiny["dataset"], tiny["kin"], default_config(20), model=tiny["model"], start=start,
+                          state_path=state, progress=records.append)
+    assert _is_true_start(chosen, tiny["dataset"].truth)
+    trials = json.loads(state.read_text())["trials"]
+    assert len(trials) == 3 + 7 and records[-1].total == 10
+    assert "((0.0, 0.0, 0.0), (0.3, 'twin'))" not in trials and "((0.0, 0.0, 0.0), (0.3, 'kinematic'))" in trials
+
+
 def test_interrupted_search_resumes_bit_for_bit(tiny, quick, tmp_path):
     chosen, records, _ = quick
     state = tmp_path / "start_search.json"

@@ -119,11 +119,18 @@ class StartConfig:
         on a cheaper problem, ``quick_epochs`` trial epochs (at most ``twin_epochs``) on every k-th
         rocking frame around the peak, k ≤ ``max_frame_stride`` as large as keeps the candidates'
         support sampled at the Nyquist rate of the intensity along the rocking direction;
-        "exhaustive": ``twin_epochs`` epochs on every frame (the ranking before issue 13). Measured
+        "exhaustive": ``twin_epochs`` epochs on every frame (with ``twin_once=False`` the ranking
+        before issue 13). Measured
         (benchmarks/RESULTS.md "Start search cost"): 6 quick epochs gave the same or a better final
         phase error on au-demo, au-cube-200 and sr2iro4-116 at 0.63–0.74 of the exhaustive search's
         CPU time; 2 epochs cost a quarter but took sr2iro4-116 from 0.126 to 0.164 rad, 1 epoch
         chose the wrong twin on au-demo.
+    twin_once: in the first stage, choose between the kinematic phase and its twin at ``threshold``
+        only, and try the other thresholds in the chosen phase (and as flat hulls): 2 trials fewer
+        for 3 thresholds (default; the same start as trying both phases at every threshold on
+        au-demo, au-cube-200 and sr2iro4-116, 0.82–0.91 of its search CPU time).
+    rethreshold: the third stage (the recipe's other thresholds again at the best translation; on
+        au-demo it moves 0.5 to 0.4, and without it the phase error doubles, 0.021 → 0.046 rad).
     """
 
     threshold: float = 0.4
@@ -140,6 +147,8 @@ class StartConfig:
     ranking: str = "quick"
     quick_epochs: int = 6
     max_frame_stride: int = 2
+    rethreshold: bool = True
+    twin_once: bool = True
 
     @classmethod
     def measured(cls) -> StartConfig:
@@ -354,10 +363,10 @@ def choose_start(dataset: Any, kinematic_grid: np.ndarray, config: Reconstructio
 
     With ``start.twin_epochs`` > 0 candidates are ranked by their loss after a few trial epochs of
     ``config`` with ``model`` (``start.ranking``; never more epochs than ``config.epochs``), in three
-    stages: (1) every recipe (threshold × {kinematic phase, twin, flat hull}) at the kinematic
-    result's own position; (2) the best recipe on the kinematic result translated by every
+    stages: (1) every recipe (threshold × {kinematic phase, twin, flat hull}; with ``start.twin_once``
+    the twin decided at ``start.threshold`` alone) at the kinematic result's own position; (2) the best recipe on the kinematic result translated by every
     combination of ``start.subvoxel_shifts``; (3) the other thresholds of that recipe at the best
-    translation. Without trial epochs: the single start of ``start``.
+    translation (``start.rethreshold``). Without trial epochs: the single start of ``start``.
     The translation is harmless: the data do not fix the crystal's position. Default ``start``:
     :meth:`StartConfig.measured` for a dataset without truth (measured), else :class:`StartConfig`.
     progress : called after every candidate (:class:`dynbcdi.reconstruct.start.StartProgress`).
@@ -382,9 +391,17 @@ def choose_start(dataset: Any, kinematic_grid: np.ndarray, config: Reconstructio
         return _start_for(shifted, recipe, dataset.spacing_m, k0, kh, start)
 
     problem = _trial_problem(dataset, kin, config, model, start)
+    twin_once = start.twin_once and len(thresholds) > 1
+    total = len(stage1) + len(shifts) + (len(thresholds) - 1) * (start.rethreshold - twin_once)
     search = StartSearch(problem, problem.fingerprint(kin, start), state_path=state_path, resume=resume,
-                         progress=progress, total=len(stage1) + len(shifts) + len(thresholds) - 1)
-    best = search.best(stage1, build)
+                         progress=progress, total=total)
+    if twin_once:  # the twin chosen once, at the default threshold; the other thresholds in that phase
+        best = search.best([(zero, (start.threshold, kind)) for kind in ("kinematic", "twin")], build)
+        phase = best[0][1][1]
+        best = search.best([c for c in stage1 if c[1][1] not in ("kinematic", "twin") or
+                            (c[1][0] != start.threshold and c[1][1] == phase)], build, best)
+    else:
+        best = search.best(stage1, build)
     recipe = best[0][1]
     if recipe[1].startswith("amplitude"):  # the kinematic result itself: no threshold, no translation
         log.info("start: the kinematic result%s (trial loss %.4g)", " (twin)" if "twin" in recipe[1] else "",
@@ -392,7 +409,8 @@ def choose_start(dataset: Any, kinematic_grid: np.ndarray, config: Reconstructio
         return best[2]
     best = search.best([(sh, recipe) for sh in shifts], build, best)
     shift = best[0][0]
-    best = search.best([(shift, (t, recipe[1])) for t in thresholds if t != recipe[0]], build, best)
+    if start.rethreshold:
+        best = search.best([(shift, (t, recipe[1])) for t in thresholds if t != recipe[0]], build, best)
     (shift, (threshold, kind)), loss, obj = best
     log.info("start: threshold %g, %s, kinematic result shifted by %s voxel (trial loss %.4g)",
              threshold, kind, shift, loss)

@@ -40,3 +40,20 @@ def robust_limit(arrays, percentile: float = 99.5) -> float:
         return 1.0
     lim = float(np.percentile(finite, percentile))
     return lim if lim > 0 else float(finite.max()) or 1.0
+
+
+def draw_slice_row(axes, volume: np.ndarray, spacing_m, vmin: float, vmax: float, cmap: str,
+                   titles: bool = False):
+    """The three central cuts of ``volume`` (Z, Y, X) on ``axes`` (3 Axes), one colour scale, NaN
+    (outside the support) in light grey, axes in nm; cut titles on top with ``titles``. Returns the
+    last image (for the colour bar)."""
+    im = None
+    for ax, (cut, extent), (title, _, xl, yl) in zip(axes, central_slices(volume, spacing_m), SLICE_NAMES):
+        im = ax.imshow(cut, origin="lower", extent=extent, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+        ax.set_facecolor("0.85")
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel(xl, fontsize=7)
+        ax.set_ylabel(yl, fontsize=7)
+        if titles:
+            ax.set_title(title, fontsize=9)
+    return im

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from dynbcdi.plot._common import SLICE_NAMES, central_slices, robust_limit
+from dynbcdi.plot._common import draw_slice_row, robust_limit
 
 __all__ = ["strain_figure"]
 
@@ -45,16 +45,7 @@ def strain_figure(
         lim = robust_limit(list(masked.values()), percentile)
         for i, (label, vol) in enumerate(masked.items()):
             row = q * n + i
-            for col, ((cut, extent), (title, _, xl, yl)) in enumerate(zip(central_slices(vol, spacing_m), SLICE_NAMES)):
-                ax = axes[row, col]
-                im = ax.imshow(cut, origin="lower", extent=extent, cmap=cmap, vmin=-lim, vmax=lim,
-                               interpolation="nearest")
-                ax.set_facecolor("0.85")  # outside the support (NaN) in light grey
-                ax.tick_params(labelsize=7)
-                ax.set_xlabel(xl, fontsize=7)
-                ax.set_ylabel(yl, fontsize=7)
-                if row == 0:
-                    ax.set_title(title, fontsize=9)
+            im = draw_slice_row(axes[row], vol, spacing_m, -lim, lim, cmap, titles=row == 0)
             axes[row, 0].annotate(f"{label}\n{qlabel.split(' ')[0]}", xy=(-0.45, 0.5), xycoords="axes fraction",
                                   rotation=90, va="center", ha="center", fontsize=8, fontweight="bold")
         fig.colorbar(im, ax=axes[q * n:(q + 1) * n, :].ravel().tolist(), label=qlabel, shrink=0.8)

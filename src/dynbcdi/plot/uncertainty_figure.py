@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from dynbcdi.plot._common import SLICE_NAMES, central_slices, robust_limit
+from dynbcdi.plot._common import central_slices, draw_slice_row, robust_limit
 
 __all__ = ["uncertainty_figure"]
 
@@ -42,18 +42,9 @@ def uncertainty_figure(maps: dict[str, np.ndarray], spacing_m=(1.0, 1.0, 1.0), p
     fig = Figure(figsize=(10, 2.6 * len(rows) + 0.4), layout="constrained")
     axes = fig.subplots(len(rows), 3, squeeze=False)
     for row, (name, label, factor, cmap, signed) in enumerate(rows):
-        cuts = central_slices(np.asarray(maps[name], float) * factor, spacing_m)
-        lim = robust_limit([c for c, _ in cuts], percentile)
-        for col, ((cut, extent), (cut_title, _, xl, yl)) in enumerate(zip(cuts, SLICE_NAMES)):
-            ax = axes[row, col]
-            im = ax.imshow(cut, origin="lower", extent=extent, cmap=cmap, vmin=-lim if signed else 0.0, vmax=lim,
-                           interpolation="nearest")
-            ax.set_facecolor("0.85")  # outside the support (NaN) in light grey
-            ax.tick_params(labelsize=7)
-            ax.set_xlabel(xl, fontsize=7)
-            ax.set_ylabel(yl, fontsize=7)
-            if row == 0:
-                ax.set_title(cut_title, fontsize=9)
+        volume = np.asarray(maps[name], float) * factor
+        lim = robust_limit([c for c, _ in central_slices(volume, spacing_m)], percentile)
+        im = draw_slice_row(axes[row], volume, spacing_m, -lim if signed else 0.0, lim, cmap, titles=row == 0)
         fig.colorbar(im, ax=axes[row, :].tolist(), label=label, shrink=0.9)
     if title:
         fig.suptitle(title, fontsize=10)

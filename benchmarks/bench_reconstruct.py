@@ -39,6 +39,7 @@ from dynbcdi.reconstruct import StartConfig, default_config, run_pipeline
 from dynbcdi.simulate import preset, simulate_dataset
 from dynbcdi.simulate.noise import poisson_noise
 from dynbcdi.simulate.presets import CPU_SIZES
+from dynbcdi.simulate.scan import fit_z_sampling
 
 
 def simulate(name: str, size: int | None, device: str):
@@ -49,7 +50,8 @@ def simulate(name: str, size: int | None, device: str):
                                                                  refraction_kinematic=False),
                                   geometry=dataclasses.replace(cfg.geometry, rocking_step_deg=0.003,
                                                                rocking_start_deg=-0.14, rocking_stop_deg=0.14))
-    return simulate_dataset(cfg, device=device)
+    # dz refined only where a reduced size would alias along z (a no-op at the preset's own sizes)
+    return simulate_dataset(fit_z_sampling(cfg), device=device)
 
 
 def _metrics(m) -> dict:

@@ -11,7 +11,16 @@ reflections at once:
 with ℓ_ij the amplitude loss of :func:`dynbcdi.reconstruct.loss.amplitude_loss`. A mini-batch mixes
 angles of every reflection (one shuffled list of (reflection, angle) pairs per epoch); the
 gradient of each reflection's part is accumulated before the next one is built, so memory stays
-that of one reflection's batch, as in the one-reflection optimiser.
+that of one reflection's batch, as in the one-reflection optimiser (each chunk of ``chunk_size``
+angles is backpropagated before the next is built; only S_i's resampling graph is kept).
+
+As in the one-reflection loop: shrink-wrap (``JointConfig.shrinkwrap``, the same
+:class:`~dynbcdi.reconstruct.config.ShrinkWrapConfig`) tightens the support of s every few epochs;
+``torch.distributed`` data parallelism (``comm``) gives each rank a contiguous shard of every
+mini-batch — the pairs are ordered by reflection inside a mini-batch, so a shard covers few
+reflections — and the gradient sums are all-reduced, so every rank takes the one-process step;
+Ctrl-C (:mod:`dynbcdi.reconstruct.interrupt`) stops every rank at the same mini-batch boundary
+and the state there is returned (``JointResult.stopped_reason == "interrupted"``).
 
 A start for u: :func:`u_from_phases` solves φ_i = −h_i·u by least squares, voxel by voxel.
 """

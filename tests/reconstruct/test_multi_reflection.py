@@ -238,3 +238,22 @@ def test_shrink_wrap_shrinks_a_dilated_support_onto_the_crystal(datasets):
     assert float(field.s.detach()[~field.support].abs().max()) == 0
     with pytest.raises(ValueError, match="threshold"):
         JointConfig(shrinkwrap=ShrinkWrapConfig(every=1, threshold=0.0))
+
+
+def test_restrict_support_drops_the_old_support_image(datasets):
+    """After the support shrinks, every reflection sees the new one (the cached images of the old
+    support would let resampling ringing through where the crystal no longer is)."""
+    grid = CFG.sample_grid()
+    s, u = truth_on(CFG, grid)
+    field = CrystalField(grid, np.ones(grid.shape), u, support=s > 1e-3)
+    problem = ReflectionProblem.from_dataset(datasets[0], "kinematic")
+    with torch.no_grad():
+        before = int((field.on(problem).abs() > 0).sum())
+        assert field.restrict_support(s > 0.2) == int((s > 0.2).sum())
+        after = int((field.on(problem).abs() > 0).sum())
+    assert after < 0.7 * before
+    assert float(field.s.detach()[~field.support].abs().max()) == 0
+    with pytest.raises(ValueError, match="empty"):
+        field.restrict_support(np.zeros(grid.shape, bool))
+    with pytest.raises(ValueError, match="shape"):
+        field.restrict_support(np.ones((2, 2, 2), bool))

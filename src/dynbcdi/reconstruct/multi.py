@@ -212,6 +212,7 @@ def _step_loss(field: CrystalField, problems: Sequence[ReflectionProblem], batch
                 loss = loss + config.atv_weight * atv(S) / len(present)
             loss.backward(retain_graph=n < len(chunks) - 1)
             total += float(data.detach())
+            del D, data, loss  # a retained chunk graph is freed before the next chunk is built
     return total
 
 

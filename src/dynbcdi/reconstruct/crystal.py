@@ -63,7 +63,8 @@ class CrystalField(torch.nn.Module):
         self.s = torch.nn.Parameter(torch.tensor(np.where(sup, s, 0.0), dtype=dtype))
         self.u_scaled = torch.nn.Parameter(torch.tensor(u / U_UNIT_M, dtype=dtype))
         self.register_buffer("support", torch.tensor(sup))
-        self._resamplers: dict[tuple, tuple[Resample, torch.Tensor]] = {}
+        self._resamplers: dict[tuple, tuple[Resample, Resample]] = {}  # (cubic, trilinear) per grid
+        self._images: dict[tuple, torch.Tensor] = {}  # the support's image per grid
 
     @property
     def u(self) -> torch.Tensor:
@@ -80,9 +81,10 @@ class CrystalField(torch.nn.Module):
         key = (grid.shape, grid.spacing_m, grid.frame.tobytes())  # by value: ids of dead grids are reused
         if key not in self._resamplers:
             resample = Resample(self.grid, grid, self.order).to(self.s.device)
-            image = Resample(self.grid, grid, 1).to(self.s.device)(self.support.to(self.s.dtype)) > 1e-9
-            self._resamplers[key] = (resample, image)
-        return self._resamplers[key]
+            self._resamplers[key] = (resample, Resample(self.grid, grid, 1).to(self.s.device))
+        if key not in self._images:  # dropped when the support changes (shrink-wrap)
+            self._images[key] = self._resamplers[key][1](self.support.to(self.s.dtype)) > 1e-9
+        return self._resamplers[key][0], self._images[key]
 
     def on(self, target: ReflectionTarget) -> torch.Tensor:
         """S = s'·exp(−i h·u') on ``target.grid``: (Z', Y', X') complex (module docstring)."""
@@ -100,6 +102,23 @@ class CrystalField(torch.nn.Module):
         """φ = −h·u (rad) on the sample grid for ``h_sample`` (3,) rad/m: (Z, Y, X)."""
         h = torch.as_tensor(np.asarray(h_sample, dtype=float), dtype=self.s.dtype, device=self.s.device)
         return -torch.tensordot(h * U_UNIT_M, self.u_scaled, dims=1)
+
+    @torch.no_grad()
+    def restrict_support(self, keep: np.ndarray | torch.Tensor) -> int:
+        """Shrink the support to support ∧ ``keep`` ((Z, Y, X) bool), set s = 0 outside it and drop
+        the cached images of the old support; returns the new number of support voxels. The
+        support only shrinks, as in the one-reflection shrink-wrap. An empty result is refused
+        (ValueError): it would leave no crystal for any reflection to see."""
+        keep = torch.as_tensor(np.asarray(keep, dtype=bool), device=self.support.device)
+        if keep.shape != self.support.shape:
+            raise ValueError(f"support mask shape {tuple(keep.shape)} differs from the grid {self.grid.shape}")
+        new = self.support & keep
+        if not bool(new.any()):
+            raise ValueError("the new support would be empty")
+        self.support.copy_(new)
+        self._images.clear()
+        self.project()
+        return int(new.sum())
 
     @torch.no_grad()
     def project(self) -> None:

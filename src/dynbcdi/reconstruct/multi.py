@@ -11,14 +11,25 @@ reflections at once:
 with ℓ_ij the amplitude loss of :func:`dynbcdi.reconstruct.loss.amplitude_loss`. A mini-batch mixes
 angles of every reflection (one shuffled list of (reflection, angle) pairs per epoch); the
 gradient of each reflection's part is accumulated before the next one is built, so memory stays
-that of one reflection's batch, as in the one-reflection optimiser.
+that of one reflection's batch, as in the one-reflection optimiser (each chunk of ``chunk_size``
+angles is backpropagated before the next is built; only S_i's resampling graph is kept).
+
+As in the one-reflection loop: shrink-wrap (``JointConfig.shrinkwrap``, the same
+:class:`~dynbcdi.reconstruct.config.ShrinkWrapConfig`) tightens the support of s every few epochs;
+``torch.distributed`` data parallelism (``comm``) gives each rank a contiguous shard of every
+mini-batch — the pairs are ordered by reflection inside a mini-batch, so a shard covers few
+reflections — and the gradient sums are all-reduced, so every rank takes the one-process step;
+Ctrl-C (:mod:`dynbcdi.reconstruct.interrupt`) stops every rank at the same mini-batch boundary
+and the state there is returned (``JointResult.stopped_reason == "interrupted"``).
 
 A start for u: :func:`u_from_phases` solves φ_i = −h_i·u by least squares, voxel by voxel.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,16 +37,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from dynbcdi.distributed.comm import Communicator, SingleProcess
+from dynbcdi.distributed.parallel import broadcast_parameters, reduce_gradients, reduce_sums
 from dynbcdi.forward.measurement import MeasurementModel, MeasurementTerms
 from dynbcdi.forward.terms import TermOptions
 from dynbcdi.geometry.resample import GridSpec
 from dynbcdi.io.dataset import Dataset
+from dynbcdi.reconstruct.config import ShrinkWrapConfig
 from dynbcdi.reconstruct.crystal import CrystalField
+from dynbcdi.reconstruct.interrupt import StopRequest, stop_on_sigint
 from dynbcdi.reconstruct.loss import amplitude_loss, atv
 from dynbcdi.reconstruct.parameters import estimate_log_scale
 
-__all__ = ["ReflectionProblem", "JointConfig", "JointResult", "joint_reconstruct", "u_from_phases",
+__all__ = ["ReflectionProblem", "JointConfig", "JointEpoch", "JointResult", "joint_reconstruct", "u_from_phases",
            "combine_reflections", "displacement_rms_error", "write_field_vti"]
+
+log = logging.getLogger(__name__)
 
 PHYSICS = ("tte", "kinematic")
 
@@ -95,6 +112,10 @@ class JointConfig:
     lr_u : Adam step of u in Å (the
     parameter unit, :data:`~dynbcdi.reconstruct.crystal.U_UNIT_M`); lr_s : step of s; lr_scale : of
     each log-scale; atv_weight : w_ATV; refine_s : optimise the shape too; seed : batch order.
+    shrinkwrap : the one-reflection :class:`~dynbcdi.reconstruct.config.ShrinkWrapConfig` (``every``,
+    ``start``, ``sigma_vox``, ``threshold``; its ``init_threshold`` is unused, the starting support
+    is the field's): every ``every`` epochs from epoch ``start`` the support becomes
+    support ∧ {blurred s > threshold · max}, s = 0 outside. Default ``every = 0``: off.
     """
 
     epochs: int = 30
@@ -106,6 +127,7 @@ class JointConfig:
     atv_weight: float = 0.0
     refine_s: bool = True
     seed: int = 0
+    shrinkwrap: ShrinkWrapConfig = ShrinkWrapConfig()
 
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.batch_size < 1 or self.chunk_size < 1:
@@ -113,91 +135,202 @@ class JointConfig:
                              f"{self.batch_size}, {self.chunk_size}")
         if min(self.lr_u, self.lr_s, self.lr_scale) < 0 or self.atv_weight < 0:
             raise ValueError("learning rates and atv_weight must be >= 0")
+        if not isinstance(self.shrinkwrap, ShrinkWrapConfig):
+            raise ValueError(f"shrinkwrap must be a ShrinkWrapConfig, got {type(self.shrinkwrap).__name__}")
+        if self.shrinkwrap.every and self.shrinkwrap.threshold <= 0:
+            raise ValueError("shrinkwrap.threshold must be > 0 when shrink-wrap is on (every > 0)")
+
+
+@dataclass(frozen=True)
+class JointEpoch:
+    """One epoch of :func:`joint_reconstruct` (given to its ``progress``): epoch (1-based), mean data
+    loss per pattern, support voxels after the epoch's shrink-wrap, elapsed wall time (s), metric
+    (NaN without one)."""
+
+    epoch: int
+    loss: float
+    support_voxels: int
+    time_s: float
+    metric: float = math.nan
 
 
 @dataclass
 class JointResult:
-    """Loss per epoch (mean data term per pattern), fitted scales per reflection, optional metric history."""
+    """Loss per epoch (mean data term per pattern), fitted scales per reflection, optional metric
+    history, support voxels per epoch; epochs completed, Adam steps taken, and why the fit stopped:
+    "max_epochs" or "interrupted" (Ctrl-C, at a mini-batch boundary: the field is that after
+    ``steps`` complete steps)."""
 
     loss: list[float] = field(default_factory=list)
     scales: list[float] = field(default_factory=list)
     metric: list[float] = field(default_factory=list)
+    support_voxels: list[int] = field(default_factory=list)
+    epochs: int = 0
+    steps: int = 0
+    stopped_reason: str = "max_epochs"
+
+    @property
+    def interrupted(self) -> bool:
+        """True when Ctrl-C stopped the fit."""
+        return self.stopped_reason == "interrupted"
 
 
-def _batches(problems: Sequence[ReflectionProblem], batch_size: int, gen: torch.Generator):
+def _batches(problems: Sequence[ReflectionProblem], batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """One epoch's mini-batches of (reflection, angle) pairs, (B, 2) each. Inside a mini-batch the
+    pairs are ordered by reflection (stable, so the angles keep their random order): a rank's
+    contiguous shard then spans few reflections, and few S_i are built per rank."""
     pairs = torch.cat([torch.stack([torch.full((p.intensity.shape[0],), i), torch.arange(p.intensity.shape[0])], 1)
                        for i, p in enumerate(problems)])
     pairs = pairs[torch.randperm(len(pairs), generator=gen)]
-    return torch.split(pairs, batch_size)
+    return [b[torch.sort(b[:, 0], stable=True).indices] for b in torch.split(pairs, batch_size)]
 
 
 def _step_loss(field: CrystalField, problems: Sequence[ReflectionProblem], batch: torch.Tensor,
-               config: JointConfig) -> float:
-    """Accumulate gradients of one mini-batch, one reflection and one chunk of its angles at a time
-    (S_i is built once per reflection; its small resampling graph is kept across the chunks);
-    returns the data loss summed over the batch's patterns."""
-    total = 0.0
+               config: JointConfig, comm: Communicator | None = None) -> float:
+    """Accumulate this rank's gradients of one mini-batch, one reflection and one chunk of its angles
+    at a time (S_i is built once per reflection; its small resampling graph is kept across the
+    chunks); returns the data loss summed over this rank's patterns. Every term is divided by the
+    *global* batch size, so the ranks' gradients sum to the one-process gradient
+    (:mod:`dynbcdi.distributed.parallel`). ATV(S_i) is added once per reflection of the batch, by
+    the rank that holds its first pair."""
+    comm = comm if comm is not None else SingleProcess()
+    positions = comm.shard(torch.arange(len(batch)))
+    local = batch[positions]
     present = batch[:, 0].unique().tolist()
-    for i in present:
+    first = {i: int((batch[:, 0] == i).nonzero()[0]) for i in present}
+    total = 0.0
+    for i in local[:, 0].unique().tolist():
         p = problems[i]
         S = field.on(p)
-        chunks = torch.split(batch[batch[:, 0] == i, 1].to(p.intensity.device), config.chunk_size)
+        chunks = torch.split(local[local[:, 0] == i, 1].to(p.intensity.device), config.chunk_size)
         for n, idx in enumerate(chunks):
             D = p.measure(S, idx)
             valid = p.valid if p.valid.ndim == 2 else p.valid[idx]
             data = amplitude_loss(D, p.intensity[idx], valid).sum()
             loss = data / len(batch)
-            if config.atv_weight > 0 and n == 0:
+            if config.atv_weight > 0 and n == 0 and first[i] in positions:
                 loss = loss + config.atv_weight * atv(S) / len(present)
             loss.backward(retain_graph=n < len(chunks) - 1)
             total += float(data.detach())
+            del D, data, loss  # a retained chunk graph is freed before the next chunk is built
     return total
 
 
 def joint_reconstruct(field: CrystalField, problems: Sequence[ReflectionProblem], config: JointConfig = JointConfig(),
-                      metric: Callable[[CrystalField], float] | None = None) -> JointResult:
+                      metric: Callable[[CrystalField], float] | None = None, *,
+                      comm: Communicator | None = None,
+                      progress: Callable[[JointEpoch], None] | None = None) -> JointResult:
     """Fit ``field`` (in place) to all ``problems`` with Adam (module docstring).
 
     Each reflection's log-scale starts at the least-squares value for the starting field
     (:func:`~dynbcdi.reconstruct.parameters.estimate_log_scale`). ``metric(field)`` (e.g. the
-    displacement error against a known truth) is recorded after every epoch when given.
+    displacement error against a known truth) is recorded after every epoch when given;
+    ``progress(JointEpoch)`` is called after every epoch (and a line logged on rank 0).
+    comm : data parallelism over the (reflection, angle) pairs (:mod:`dynbcdi.distributed`): every
+    rank holds the field and all problems, evaluates its contiguous shard of each mini-batch, the
+    gradient and loss sums are all-reduced and every rank takes the same Adam step; None = one process.
+    Ctrl-C stops at the next mini-batch boundary (on every rank) and returns the state there
+    (``stopped_reason == "interrupted"``); a second Ctrl-C raises KeyboardInterrupt.
     A non-finite loss stops the fit with a ValueError (no silent NaN result).
     """
     if not problems:
         raise ValueError("joint_reconstruct needs at least one reflection")
-    for p in problems:
-        with torch.no_grad():
-            S = field.on(p)
-            p.measure.scale.log_scale.fill_(0.0)  # the estimate is relative to the model's current scale
-            p.measure.scale.log_scale.fill_(estimate_log_scale(
-                p.measure, S, p.intensity.shape[0], p.intensity,
-                p.valid.expand_as(p.intensity), 16))
-    groups = [{"params": [field.u_scaled], "lr": config.lr_u}]
-    field.s.requires_grad_(config.refine_s)
-    if config.refine_s:
-        groups.append({"params": [field.s], "lr": config.lr_s})
-    for p in problems:
-        groups += [g for g in p.measure.param_groups(config.lr_scale)]
-    optimizer = torch.optim.Adam(groups)
-    gen = torch.Generator().manual_seed(config.seed)
-    n_patterns = sum(p.intensity.shape[0] for p in problems)
-    result = JointResult()
-    for _ in range(config.epochs):
-        epoch_loss = 0.0
-        for batch in _batches(problems, config.batch_size, gen):
-            optimizer.zero_grad(set_to_none=True)
-            epoch_loss += _step_loss(field, problems, batch, config)
-            if not math.isfinite(epoch_loss):
-                raise ValueError(f"non-finite loss in epoch {len(result.loss) + 1}: lower the learning rates")
-            optimizer.step()
-            field.project()
-            for p in problems:
-                p.measure.project()
-        result.loss.append(epoch_loss / n_patterns)
-        if metric is not None:
-            result.metric.append(float(metric(field)))
-    result.scales = [float(torch.exp(p.measure.scale.log_scale.detach())) for p in problems]
-    return result
+    run = _JointRun(field, problems, config, comm if comm is not None else SingleProcess())
+    with stop_on_sigint() as stop:
+        run.loop(stop, metric, progress)
+    run.result.scales = [float(torch.exp(p.measure.scale.log_scale.detach())) for p in problems]
+    return run.result
+
+
+class _JointRun:
+    """State of one joint fit: the field, the problems, Adam, the batch generator, the result so far."""
+
+    def __init__(self, field: CrystalField, problems: Sequence[ReflectionProblem], config: JointConfig,
+                 comm: Communicator) -> None:
+        self.field, self.problems, self.config, self.comm = field, problems, config, comm
+        scales = [p.measure.scale.log_scale for p in problems]
+        broadcast_parameters(comm, [field.s, field.u_scaled, field.support, *scales])
+        field.restrict_support(field.support)  # drops images cached for another support
+        for p in problems:
+            with torch.no_grad():
+                S = field.on(p)
+                p.measure.scale.log_scale.fill_(0.0)  # the estimate is relative to the model's current scale
+                p.measure.scale.log_scale.fill_(estimate_log_scale(
+                    p.measure, S, p.intensity.shape[0], p.intensity,
+                    p.valid.expand_as(p.intensity), 16, comm=comm))
+        groups = [{"params": [field.u_scaled], "lr": config.lr_u}]
+        field.s.requires_grad_(config.refine_s)
+        if config.refine_s:
+            groups.append({"params": [field.s], "lr": config.lr_s})
+        for p in problems:
+            groups += [g for g in p.measure.param_groups(config.lr_scale)]
+        self.optimizer = torch.optim.Adam(groups)
+        self.leaves = [t for g in self.optimizer.param_groups for t in g["params"]]
+        for t in self.leaves:  # zeros, not None: every rank then steps every parameter alike
+            t.grad = torch.zeros_like(t)
+        self.gen = torch.Generator().manual_seed(config.seed)
+        self.n_patterns = sum(p.intensity.shape[0] for p in problems)
+        self.result = JointResult()
+
+    def _stop_requested(self, stop: StopRequest) -> bool:
+        """Ctrl-C on any rank: all ranks must stop at the same mini-batch boundary."""
+        if self.comm.world_size == 1:
+            return stop.requested
+        (pressed,) = reduce_sums(self.comm, float(stop.requested))
+        return pressed > 0
+
+    def _step(self, batch: torch.Tensor) -> float:
+        """One Adam step on a (B, 2) mini-batch; returns its data loss summed over the patterns."""
+        self.optimizer.zero_grad(set_to_none=False)
+        loss = _step_loss(self.field, self.problems, batch, self.config, self.comm)
+        loss = reduce_gradients(self.comm, self.leaves, loss)
+        if not math.isfinite(loss):
+            raise ValueError(f"non-finite loss in epoch {self.result.epochs + 1}: lower the learning rates")
+        self.optimizer.step()
+        self.field.project()
+        for p in self.problems:
+            p.measure.project()
+        self.result.steps += 1
+        return loss
+
+    def _shrink_wrap(self, epoch: int) -> None:
+        """The one-reflection rule (ShrinkWrapConfig) on s: support ∧= {blurred s > threshold · max}."""
+        from dynbcdi.analysis.support import support_from_amplitude
+
+        sw = self.config.shrinkwrap
+        if not (sw.every and epoch >= sw.start and epoch % sw.every == 0):
+            return
+        s = self.field.s.detach().cpu().numpy()
+        keep = support_from_amplitude(s, sw.threshold, sw.sigma_vox, fill_holes=False, largest_component=False)
+        self.field.restrict_support(keep)
+
+    def loop(self, stop: StopRequest, metric: Callable[[CrystalField], float] | None,
+             progress: Callable[[JointEpoch], None] | None) -> None:
+        """Epochs until ``config.epochs`` or Ctrl-C (checked before every mini-batch)."""
+        t0 = time.perf_counter()
+        res = self.result
+        for epoch in range(1, self.config.epochs + 1):
+            epoch_loss = 0.0
+            for batch in _batches(self.problems, self.config.batch_size, self.gen):
+                if self._stop_requested(stop):
+                    res.stopped_reason = "interrupted"
+                    if self.comm.is_main:
+                        log.warning("Ctrl-C: joint fit stopped in epoch %d after %d steps", epoch, res.steps)
+                    return
+                epoch_loss += self._step(batch)
+            self._shrink_wrap(epoch)
+            res.epochs = epoch
+            res.loss.append(epoch_loss / self.n_patterns)
+            res.support_voxels.append(int(self.field.support.sum()))
+            if metric is not None:
+                res.metric.append(float(metric(self.field)))
+            record = JointEpoch(epoch, res.loss[-1], res.support_voxels[-1], time.perf_counter() - t0,
+                                res.metric[-1] if metric is not None else math.nan)
+            if self.comm.is_main:
+                log.info("joint epoch %d/%d: loss %.6g, support %d voxels, %.1f s", epoch, self.config.epochs,
+                         record.loss, record.support_voxels, record.time_s)
+            if progress is not None:
+                progress(record)
 
 
 def u_from_phases(phases: np.ndarray, h_vectors: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:

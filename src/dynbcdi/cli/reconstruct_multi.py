@@ -96,7 +96,11 @@ def run(args: argparse.Namespace) -> int:
     out = check_new_output(args.out, "output directory", directory=True, overwrite=args.overwrite)
     for name in (*JOINT_OUTPUTS.values(), SUMMARY_NAME):  # a file where the folder should be is refused too
         check_new_output(out / name, "joint result", overwrite=args.overwrite)
-    multi = load_manifest(args.manifest)
+    try:
+        multi = load_manifest(args.manifest)
+    except (KeyError, TypeError) as err:  # a hand-edited manifest lacking a key or holding a null
+        raise ValueError(f"{args.manifest}: malformed manifest ({type(err).__name__}: {err}); write it with "
+                         "`dynbcdi simulate --preset au-111-multi…`") from None
     h = np.stack([np.asarray(ds.metadata["h_sample"], dtype=float) for ds in multi.datasets])
     check_non_coplanar(h)
     tte = _problems(multi.datasets, "tte")
@@ -155,7 +159,7 @@ def _fit(args: argparse.Namespace, field, problems):
         try:
             result = joint_reconstruct(field, problems, config, metric=hook)
         except _Stopped:
-            scales = [float(np.exp(float(p.measure.scale.log_scale))) for p in problems]
+            scales = [float(p.measure.scale.log_scale.detach().exp()) for p in problems]
             return JointResult(scales=scales), done[0], True
     return result, done[0], False
 

@@ -92,7 +92,8 @@ def start_point(start: str, cfg, grid, datasets, problems, n_starts: int):
     s, u = truth_on(cfg, grid)
     if start in ("zero", "perturbed"):
         u0 = np.zeros_like(u) if start == "zero" else u + disp.gaussian_bulge(
-            grid.shape, grid.spacing_m, 3e-11, 0.3 * cfg.edge_m, (1, -0.5, 0.7), (0.1 * cfg.edge_m, 0, -0.1 * cfg.edge_m))
+            grid.shape, grid.spacing_m, 3e-11, 0.3 * cfg.edge_m, (1, -0.5, 0.7),
+            (0.1 * cfg.edge_m, 0, -0.1 * cfg.edge_m))
         return s, u0, s > 1e-3, {}
     t0 = time.perf_counter()
     st = phased_start(datasets, grid, MultiStartConfig(n_starts=n_starts), problems=problems)
@@ -116,8 +117,8 @@ def run(preset: str, epochs: int, start: str, lr_u: float, batch: int, truth: st
     refine_s = refine_s or truth_free
     s0, u0, support0, info = start_point(start, cfg, grid, datasets,
                                          [ReflectionProblem.from_dataset(ds, "tte") for ds in datasets], n_starts)
-    out = {"preset": preset, "truth_source": truth, "refine_s": refine_s, "epochs": epochs, "start": start, "lr_u": lr_u,
-           "batch": batch, "photons": photons, "simulation_s": t_sim, "start_info": info,
+    out = {"preset": preset, "truth_source": truth, "refine_s": refine_s, "epochs": epochs, "start": start,
+           "lr_u": lr_u, "batch": batch, "photons": photons, "simulation_s": t_sim, "start_info": info,
            "u_rms_true_m": displacement_rms_error(np.zeros_like(u), u, support).tolist(),
            "start_errors": errors(cfg, grid, s0, u0, truth_free)}
     print("start", info, "u RMS error pm:", np.round(np.array(out["start_errors"]["u_rms_error_m"]) * 1e12, 2),

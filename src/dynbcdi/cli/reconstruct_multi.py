@@ -56,7 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--epochs", type=int, default=40, help="epochs of the joint fit (default 40)")
     parser.add_argument("--batch", type=int, default=25,
                         help="(reflection, angle) pairs per Adam step, mixing all reflections (default 25)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the phasing starts and the batch order (default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the phasing starts and the batch order (default 0)")
     parser.add_argument("--phasing-starts", type=int, default=2, metavar="N",
                         help="random phasing starts per reflection, the lowest Fourier error kept (default 2)")
     parser.add_argument("--twin-epochs", type=int, default=3, metavar="N",

@@ -235,6 +235,8 @@ def phased_start(datasets: Sequence[Dataset], sample_grid: GridSpec, config: Mul
     """
     if len(datasets) < 3:
         raise ValueError(f"a start for the displacement vector needs at least 3 reflections, got {len(datasets)}")
+    if problems is not None and len(problems) != len(datasets):
+        raise ValueError(f"need one problem per dataset, got {len(problems)} for {len(datasets)}")
     mapped = []
     for i, ds in enumerate(datasets):
         obj = phase_on_grid(ds, config, seed=config.seed + 100 * i, device=device)
@@ -269,15 +271,19 @@ def twin_by_trial(candidates: Sequence[Sequence[np.ndarray]], support: np.ndarra
     data better after ``config.twin_epochs`` trial epochs.
 
     candidates : per reflection [object, twin] (Z, Y, X) complex, aligned on the sample grid;
-    support : (Z, Y, X) bool, common; grid : the sample grid; h_vectors : (M, 3) rad/m; problems : the M TTE problems.
-    Why per reflection: with three reflections the least-squares u reproduces every phase exactly,
-    so reflection i's fit at the start depends on its own twin only; the kinematic data cannot tell
+    support : (Z, Y, X) bool, common; h_vectors : (M, 3) rad/m; problems : the M TTE problems;
+    grid : the sample grid. Why per reflection: with three reflections the least-squares u
+    reproduces every phase exactly, so reflection i's fit at the start depends on its own twin only
+    (with more, nearly so); the kinematic data cannot tell
     the twins apart (same |FT|), the dynamical data can. Each trial starts from s = 1 on the support
     and u = −φ_i h_i / |h_i|² (the displacement along h_i that gives the phase). Returns the choices
     and the (object, twin) trial losses (mean data loss per pattern after the last epoch).
     """
     from dynbcdi.reconstruct.multi import JointConfig, joint_reconstruct
 
+    if not len(candidates) == len(h_vectors) == len(problems):
+        raise ValueError(f"need one candidate pair, h and problem per reflection, got {len(candidates)}, "
+                         f"{len(h_vectors)}, {len(problems)}")
     twins, losses = [], []
     for pair, h, problem in zip(candidates, np.asarray(h_vectors, dtype=float), problems):
         trial = []

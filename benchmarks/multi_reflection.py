@@ -87,7 +87,7 @@ def noisy(datasets, photons: float | None, seed: int = 0):
             for i, ds in enumerate(datasets)]
 
 
-def start_point(start: str, cfg, grid, datasets, problems, n_starts: int):
+def start_point(start: str, cfg, grid, datasets, problems, n_starts: int, start_config: dict | None = None):
     """(s, u, support, info) of the start: known shape (zero, perturbed) or truth-free (phased, flat)."""
     s, u = truth_on(cfg, grid)
     if start in ("zero", "perturbed"):
@@ -96,7 +96,7 @@ def start_point(start: str, cfg, grid, datasets, problems, n_starts: int):
             (0.1 * cfg.edge_m, 0, -0.1 * cfg.edge_m))
         return s, u0, s > 1e-3, {}
     t0 = time.perf_counter()
-    st = phased_start(datasets, grid, MultiStartConfig(n_starts=n_starts), problems=problems)
+    st = phased_start(datasets, grid, MultiStartConfig(n_starts=n_starts, **(start_config or {})), problems=problems)
     info = {"start_time_s": time.perf_counter() - t0, "twins": st.twins, "twin_losses": st.twin_losses,
             "shifts_vox": [np.asarray(x).tolist() for x in st.shifts], "support_voxels": int(st.support.sum())}
     if start == "flat":
@@ -105,7 +105,8 @@ def start_point(start: str, cfg, grid, datasets, problems, n_starts: int):
 
 
 def run(preset: str, epochs: int, start: str, lr_u: float, batch: int, truth: str = "sample_grid",
-        refine_s: bool = False, photons: float | None = None, n_starts: int = 2) -> dict:
+        refine_s: bool = False, photons: float | None = None, n_starts: int = 2,
+        start_config: dict | None = None) -> dict:
     cfg = dataclasses.replace(MULTI_PRESETS[preset], truth_source=truth)
     t0 = time.perf_counter()
     datasets = noisy(simulate_multi(cfg), photons)
@@ -116,9 +117,11 @@ def run(preset: str, epochs: int, start: str, lr_u: float, batch: int, truth: st
     truth_free = start in ("phased", "flat")
     refine_s = refine_s or truth_free
     s0, u0, support0, info = start_point(start, cfg, grid, datasets,
-                                         [ReflectionProblem.from_dataset(ds, "tte") for ds in datasets], n_starts)
+                                         [ReflectionProblem.from_dataset(ds, "tte") for ds in datasets], n_starts,
+                                         start_config)
     out = {"preset": preset, "truth_source": truth, "refine_s": refine_s, "epochs": epochs, "start": start,
-           "lr_u": lr_u, "batch": batch, "photons": photons, "simulation_s": t_sim, "start_info": info,
+           "lr_u": lr_u, "batch": batch, "photons": photons, "start_config": start_config, "simulation_s": t_sim,
+           "start_info": info,
            "u_rms_true_m": displacement_rms_error(np.zeros_like(u), u, support).tolist(),
            "start_errors": errors(cfg, grid, s0, u0, truth_free)}
     print("start", info, "u RMS error pm:", np.round(np.array(out["start_errors"]["u_rms_error_m"]) * 1e12, 2),
@@ -149,6 +152,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--start", default="zero", choices=("zero", "perturbed", "phased", "flat"))
     ap.add_argument("--photons", type=float, default=None, help="Poisson noise: photons per reflection (whole scan)")
+    ap.add_argument("--start-threshold", type=float, default=0.4, help="support threshold of the truth-free start")
+    ap.add_argument("--start-amplitude", default="uniform", choices=("uniform", "mean"),
+                    help="s of the truth-free start: 1 on the support, or the mean aligned amplitude")
     ap.add_argument("--n-starts", type=int, default=2, help="phasing starts per reflection (--start phased/flat)")
     ap.add_argument("--lr-u", type=float, default=0.02)
     ap.add_argument("--batch", type=int, default=25)
@@ -159,7 +165,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     result = run(args.preset, args.epochs, args.start, args.lr_u, args.batch, args.truth, args.refine_s,
-                 args.photons, args.n_starts)
+                 args.photons, args.n_starts, {"threshold": args.start_threshold, "amplitude": args.start_amplitude})
     if args.out:
         with open(args.out, "x") as f:
             json.dump(result, f, indent=1)

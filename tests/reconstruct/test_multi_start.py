@@ -96,6 +96,8 @@ def test_constants_and_2pi_of_each_phase_are_removed(crystal):
     err = displacement_rms_error(u_offset, u, crystal_voxels)
     assert np.all(err < 0.5e-12)  # 0.5 pm against 13–14 pm RMS of u itself
     np.testing.assert_allclose(u_offset[:, support], u_plain[:, support], atol=1e-15)
+    s_mean, _, _ = combine_aligned(offset, h, amplitude="mean")  # partial s at the surface, 1 inside
+    assert s_mean.max() == 1.0 and 0 < s_mean[support].min() < 1 and not s_mean[~support].any()
 
 
 def test_bad_settings_are_refused():
@@ -103,3 +105,5 @@ def test_bad_settings_are_refused():
         MultiStartConfig(threshold=1.2)
     with pytest.raises(ValueError, match="n_starts"):
         MultiStartConfig(n_starts=0)
+    with pytest.raises(ValueError, match="amplitude"):
+        MultiStartConfig(amplitude="flat")

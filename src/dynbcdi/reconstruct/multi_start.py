@@ -62,6 +62,9 @@ class MultiStartConfig:
     reflection i uses seeds seed + 100 i …). threshold : support = mean aligned amplitude above
     threshold × its interior level. upsample : sub-voxel precision 1/upsample of the registration.
     remove_ramp : remove each phase's least-squares plane before combining (a homogeneous strain).
+    amplitude : "uniform" (s = 1 on the support, the one-reflection start's homogeneous crystal) or
+    "mean" (s = the mean aligned amplitude over its interior level, clipped to 1: partial voxels at
+    the surface keep a partial s).
     twin_epochs : trial epochs of the TTE fit of each reflection deciding its twin (:func:`twin_by_trial`;
     0: by amplitude overlap with the reference, :func:`align_reflections`).
     """
@@ -73,6 +76,7 @@ class MultiStartConfig:
     upsample: int = 20
     remove_ramp: bool = False
     twin_epochs: int = 3
+    amplitude: str = "uniform"
 
     def __post_init__(self) -> None:
         if self.n_starts < 1 or self.upsample < 1 or self.twin_epochs < 0 or self.seed < 0:
@@ -80,6 +84,8 @@ class MultiStartConfig:
                              f"{self.n_starts}, {self.upsample}, {self.twin_epochs}, {self.seed}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must lie in (0, 1), got {self.threshold}")
+        if self.amplitude not in ("uniform", "mean"):
+            raise ValueError(f"amplitude must be 'uniform' or 'mean', got {self.amplitude!r}")
 
 
 @dataclass
@@ -178,11 +184,12 @@ def align_reflections(objects: Sequence[np.ndarray], reference: int = 0, upsampl
 
 
 def combine_aligned(objects: Sequence[np.ndarray], h_vectors: np.ndarray, threshold: float = 0.4,
-                    remove_ramp: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    remove_ramp: bool = False, amplitude: str = "uniform") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(s, u, support) from aligned complex objects on one sample grid (module docstring, step 3).
 
     objects : M arrays (Z, Y, X) complex; h_vectors : (M, 3) rad/m, sample frame. Returns s
-    (1 on the support, 0 outside), u (3, Z, Y, X) m — extended outside the support by its nearest
+    (on the support 1, or with ``amplitude="mean"`` the mean amplitude over its interior level
+    clipped to 1; 0 outside), u (3, Z, Y, X) m — extended outside the support by its nearest
     support voxel, so that the resampling onto the TTE grids sees no jump at the surface — and the
     support (Z, Y, X) bool.
     """
@@ -197,7 +204,11 @@ def combine_aligned(objects: Sequence[np.ndarray], h_vectors: np.ndarray, thresh
             phase = remove_phase_ramp(phase, support)[0]
         phases.append(np.where(support, phase - phase[support].mean(), 0.0))
     u = u_from_phases(np.stack(phases), np.asarray(h_vectors, dtype=float), weights=amps * support)
-    return support.astype(float), _extend(u, support), support
+    s = support.astype(float)
+    if amplitude == "mean":
+        mean = amps.mean(axis=0)
+        s = np.where(support, np.clip(mean / np.percentile(mean[mean > 0.1 * mean.max()], 90), 0, 1), 0.0)
+    return s, _extend(u, support), support
 
 
 def _extend(u: np.ndarray, support: np.ndarray) -> np.ndarray:
@@ -255,7 +266,7 @@ def phased_start(datasets: Sequence[Dataset], sample_grid: GridSpec, config: Mul
     else:
         aligned, twins, shifts = align_reflections(mapped, 0, config.upsample)
         losses = []
-    s, u, support = combine_aligned(aligned, h, config.threshold, config.remove_ramp)
+    s, u, support = combine_aligned(aligned, h, config.threshold, config.remove_ramp, config.amplitude)
     return MultiStart(sample_grid, s, u, support, twins, shifts, aligned, losses)
 
 

@@ -29,7 +29,8 @@ def finished(manifest, tmp_path_factory):
     out = tmp_path_factory.mktemp("joint") / "run"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        rc = main(["reconstruct-multi", str(manifest), "--out", str(out), "--twin-epochs", "1", *FAST])
+        rc = main(["reconstruct-multi", str(manifest), "--out", str(out), "--start", "phased", "--twin-epochs", "1",
+                   *FAST])
     return rc, buf.getvalue(), out
 
 

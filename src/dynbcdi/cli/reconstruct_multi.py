@@ -9,8 +9,9 @@ Reads the manifest of ``dynbcdi simulate --preset au-111-multi…`` (:func:`dynb
 which refuses datasets of another crystal or mounting and unreachable reflections; fewer than three
 non-coplanar reflections are refused too), builds the truth-free start
 (:func:`dynbcdi.reconstruct.multi_start.phased_start`: each reflection phased kinematically, aligned
-in the sample frame, twins by TTE trial epochs, u by least squares; ``--start flat``: the same
-support with u = 0), fits s and u to all reflections with the TTE model
+in the sample frame, twins by TTE trial epochs; the support from the mean aligned amplitude, with
+u = 0 (``--start flat``, the default: it ends closer to the truth on au-111-multi-32) or u by least
+squares from the kinematic phases (``--start phased``)), fits s and u to all reflections with the TTE model
 (:func:`dynbcdi.reconstruct.multi.joint_reconstruct`) and writes into DIR ``field.vti`` (s, support,
 u vector, strain tensor for ParaView) and ``strain_tensor.png``
 (:func:`dynbcdi.reconstruct.multi_output.write_joint_result`) and ``summary.json`` (loss per epoch,
@@ -50,9 +51,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "multi-reflection manifest at once (TTE model), from a truth-free start.")
     parser.add_argument("manifest", help="manifest.json written by `dynbcdi simulate --preset au-111-multi…`")
     parser.add_argument("--out", required=True, help="output directory (field.vti, strain_tensor.png, summary.json)")
-    parser.add_argument("--start", choices=("phased", "flat"), default="phased",
-                        help="phased: kinematic phasing of each reflection, aligned and combined into u by least "
-                             "squares (default); flat: the same support with u = 0")
+    parser.add_argument("--start", choices=("flat", "phased"), default="flat",
+                        help="both phase each reflection kinematically and align the results for the support; "
+                             "flat (default): u = 0 on it; phased: u by least squares from the kinematic phases "
+                             "(on au-111-multi-32 flat ends closer to the truth: 2.0-2.3 pm against 2.5-2.8 pm "
+                             "after 80 epochs, benchmarks/RESULTS.md)")
     parser.add_argument("--epochs", type=int, default=40, help="epochs of the joint fit (default 40)")
     parser.add_argument("--batch", type=int, default=25,
                         help="(reflection, angle) pairs per Adam step, mixing all reflections (default 25)")

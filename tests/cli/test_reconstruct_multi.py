@@ -132,7 +132,7 @@ def test_ctrl_c_stops_after_the_epoch_and_writes_the_field(manifest, tmp_path, m
     monkeypatch.setattr(multi_start, "phased_start", known_shape)
     monkeypatch.setattr(interrupt.StopRequest, "__init__", lambda self: setattr(self, "requested", True))
     out = tmp_path / "r"
-    code = main(["reconstruct-multi", str(manifest), "--out", str(out), "--twin-epochs", "0",
+    code = main(["reconstruct-multi", str(manifest), "--out", str(out), "--twin-epochs", "0", "--start", "phased",
                  "--epochs", "3", "--batch", "13", "--phasing-starts", "1", "--no-progress", "--threads", "1"])
     assert code == 130 and "interrupted" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())

@@ -127,13 +127,15 @@ def test_ctrl_c_stops_after_the_epoch_and_writes_the_field(manifest, tmp_path, m
 
     def known_shape(datasets, grid, config, problems=None, device="cpu", on_reflection=None):
         s = load_manifest(manifest).truth["s"]
-        return multi_start.MultiStart(grid, s, np.zeros((3, *s.shape)), s > 1e-3, [False] * 3, [np.zeros(3)] * 3)
+        return multi_start.MultiStart(grid, s, np.zeros((3, *s.shape)), s > 1e-3, [False] * 3, [np.zeros(3)] * 3,
+                                      [s + 0j] * 3)  # the default --start flat takes its support from these
 
     monkeypatch.setattr(multi_start, "phased_start", known_shape)
     monkeypatch.setattr(interrupt.StopRequest, "__init__", lambda self: setattr(self, "requested", True))
     out = tmp_path / "r"
-    code = main(["reconstruct-multi", str(manifest), "--out", str(out), "--twin-epochs", "0", "--start", "phased",
+    code = main(["reconstruct-multi", str(manifest), "--out", str(out), "--twin-epochs", "0",
                  "--epochs", "3", "--batch", "13", "--phasing-starts", "1", "--no-progress", "--threads", "1"])
     assert code == 130 and "interrupted" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["epochs_done"] == 1 and (out / "field.vti").is_file()
+    assert summary["start"] == "flat" and summary["support_voxels"] > 0

@@ -25,7 +25,7 @@ runtime.prefer_passive_wait()  # before torch loads OpenMP (the command modules 
 # Order is the order shown in `dynbcdi --help`.
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
-COMMANDS: tuple[str, ...] = ("info", "prepare", "simulate", "phase", "reconstruct", "run", "demo")
+COMMANDS: tuple[str, ...] = ("info", "prepare", "simulate", "phase", "reconstruct", "reconstruct-multi", "run", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        _add_threads(importlib.import_module(f"dynbcdi.cli.{name}").add_parser(sub))
+        _add_threads(importlib.import_module(f"dynbcdi.cli.{name.replace('-', '_')}").add_parser(sub))
     return parser
 
 

@@ -64,7 +64,9 @@ def test_a_non_empty_folder_is_refused_and_kept(finished, manifest, capsys):
 @pytest.mark.parametrize("option, value, words", [("--epochs", "-1", "--epochs must be"),
                                                   ("--batch", "0", "--batch must be"),
                                                   ("--phasing-starts", "0", "--phasing-starts must be"),
-                                                  ("--twin-epochs", "-2", "--twin-epochs must be")])
+                                                  ("--twin-epochs", "-2", "--twin-epochs must be"),
+                                                  ("--shrinkwrap", "-1", "--shrinkwrap must be"),
+                                                  ("--shrinkwrap-threshold", "1", "--shrinkwrap-threshold must be")])
 def test_bad_options_are_one_line_errors(manifest, tmp_path, capsys, option, value, words):
     code = main(["reconstruct-multi", str(manifest), "--out", str(tmp_path / "r"), option, value])
     assert words in _one_line_error(capsys, code)
@@ -119,8 +121,9 @@ def test_missing_and_broken_manifests(tmp_path, capsys):
     assert "not valid JSON" in _one_line_error(capsys, code)
 
 
-def test_ctrl_c_stops_after_the_epoch_and_writes_the_field(manifest, tmp_path, monkeypatch, capsys):
-    """A Ctrl-C already requested when the fit starts: it stops after epoch 1 of 3 and keeps that field.
+def test_ctrl_c_stops_at_a_step_boundary_and_writes_the_field(manifest, tmp_path, monkeypatch, capsys):
+    """A Ctrl-C already requested when the fit starts: it stops at the first mini-batch boundary (before
+    any Adam step) and writes that field, the start (the library tests stop mid-epoch).
     (The start is the true shape with u = 0 instead of the phased one: this test is about the fit.)"""
     from dynbcdi.reconstruct import multi_start
     from dynbcdi.simulate.multi import load_manifest
@@ -137,5 +140,6 @@ def test_ctrl_c_stops_after_the_epoch_and_writes_the_field(manifest, tmp_path, m
                  "--epochs", "3", "--batch", "13", "--phasing-starts", "1", "--no-progress", "--threads", "1"])
     assert code == 130 and "interrupted" in capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["interrupted"] is True and summary["epochs_done"] == 1 and (out / "field.vti").is_file()
+    assert summary["interrupted"] is True and summary["steps"] == 0 and summary["epochs_done"] == 0
+    assert (out / "field.vti").is_file()
     assert summary["start"] == "flat" and summary["support_voxels"] > 0

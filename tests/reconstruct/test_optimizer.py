@@ -190,3 +190,21 @@ def test_stopping_rule_on_synthetic_histories():
 def test_stopping_config_rejects_negative_change_tol():
     with pytest.raises(ValueError, match="change_tol"):
         StoppingConfig(change_tol=-1e-3)
+
+
+def test_stops_when_the_plateau_scheduler_is_spent(problem):
+    """With the result test off, a run stops once the scheduler has reached min_lr and then found
+    another plateau (patience spent): lowering the lr further is what it would do next, and cannot."""
+    oc = OptimizerConfig(lr=0.15, lr_amplitude_factor=0.3, plateau_patience=2, min_lr=0.15 / 8)
+    stop = StoppingConfig(tol=1e-12, change_tol=0.0, min_epochs=10)
+    cfg = ReconstructionConfig(epochs=300, optimizer=oc, stopping=stop)
+    res = reconstruct(problem["intensity"], problem["valid"], problem["dq"], problem["model"],
+                      perturbed_init(problem["truth"]), cfg)
+    lrs = [r.lr for r in res.history.records]
+    assert res.stopped_reason == "converged" and res.epochs < 300
+    assert lrs[-1] == pytest.approx(0.15 / 8) and lrs[-4] == pytest.approx(0.15 / 8)  # ≥ patience + 1 epochs there
+    again = reconstruct(problem["intensity"], problem["valid"], problem["dq"], problem["model"],
+                        perturbed_init(problem["truth"]),
+                        cfg.replace(stopping=StoppingConfig(tol=1e-12, change_tol=0.0, min_epochs=10,
+                                                            at_min_lr=False), epochs=res.epochs + 5))
+    assert again.stopped_reason == "max_epochs"

@@ -128,7 +128,7 @@ class ShrinkWrapConfig:
 
 @dataclass(frozen=True)
 class StoppingConfig:
-    """When a run has converged (else it stops at max epochs). Two tests, either one stops it, both
+    """When a run has converged (else it stops at max epochs). Three tests, any one stops it, all
     only after ``min_epochs`` epochs:
 
     * the **result** no longer moves: every ``window`` epochs the crystal S is compared with the S of
@@ -138,6 +138,8 @@ class StoppingConfig:
       result has stopped changing, so only this test fires there; 3e-3 per 10 epochs stopped the
       au-demo / au-cube-200 runs of benchmarks/RESULTS.md ("Convergence test and thick crystals")
       within 0.001 rad of their phase error after 100 epochs.
+    * the **learning rate** is spent (``at_min_lr``): the plateau scheduler found no improvement
+      for ``optimizer.plateau_patience`` epochs while the lr was already at ``optimizer.min_lr``.
     * the **loss** no longer falls: the mean losses of the last ``window`` epochs and of the
       ``window`` before differ by at most ``tol`` (relative). Epoch losses scatter by ~1 % (random
       mini-batch order, Adam moving the parameters within the epoch), window means √window times
@@ -153,6 +155,7 @@ class StoppingConfig:
     min_epochs: int = 10
     loss: Literal["fit", "free"] = "fit"
     change_tol: float = 1e-3
+    at_min_lr: bool = True
 
     def __post_init__(self) -> None:
         _positive(self, "tol", "window")

@@ -235,12 +235,16 @@ def result_change(S: torch.Tensor, reference: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(S - rotation.to(S.device) * reference)) / norm if norm > 0 else math.inf
 
 
-def converged(history: History, stopping: StoppingConfig, use_free: bool = False) -> bool:
+def converged(history: History, stopping: StoppingConfig, use_free: bool = False,
+              scheduler_exhausted: bool = False) -> bool:
     """The stopping rule (:class:`StoppingConfig`): after ``min_epochs``, the last window's result
     change is at most ``change_tol``, or the loss (free loss with ``use_free``) has levelled off
-    (:func:`smoothed_converged`)."""
+    (:func:`smoothed_converged`), or (with ``stopping.at_min_lr``) ``scheduler_exhausted``: the
+    plateau scheduler found no improvement while already at ``optimizer.min_lr``."""
     if len(history.records) < stopping.min_epochs:
         return False
+    if stopping.at_min_lr and scheduler_exhausted:
+        return True
     last = history.records[-1].change if history.records else math.nan
     if stopping.change_tol > 0 and math.isfinite(last) and last <= stopping.change_tol:
         return True
@@ -294,6 +298,7 @@ class _Run:
         self.good = self._capture_good()
         # S at the start of the current stopping window (for StoppingConfig.change_tol)
         self.reference = self._crystal_copy() if config.stopping.change_tol > 0 else None
+        self.exhausted = False  # the plateau scheduler could not lower the lr further (last epoch)
         self.position: EpochPosition | None = None  # None between epochs
         self.clean = True  # False while an update is half done (no checkpoint can be taken then)
 
@@ -431,13 +436,20 @@ class _Run:
 
     def _converged(self) -> bool:
         st = self.config.stopping
-        return converged(self.history, st, use_free=st.loss == "free" and self.has_free)
+        return converged(self.history, st, use_free=st.loss == "free" and self.has_free,
+                         scheduler_exhausted=self.exhausted)
 
     def _after_epoch(self, losses: tuple[float, float], t0: float, progress: ProgressFn | None) -> None:
         self.epoch += 1
         loss, free = losses
+        self.exhausted = False
         if math.isfinite(loss):
-            self.scheduler.step(loss)
+            sch, lr = self.scheduler, self.optimizer.param_groups[0]["lr"]
+            best, bad = sch.best, sch.num_bad_epochs
+            sch.step(loss)
+            # the scheduler met a plateau (no new best, patience spent) with the lr already at its floor
+            self.exhausted = (lr <= self.config.optimizer.min_lr * (1 + 1e-9) and sch.best == best
+                              and bad >= sch.patience and sch.num_bad_epochs == 0)
         sw = self.config.shrinkwrap
         if sw.every and self.epoch >= sw.start and self.epoch % sw.every == 0:
             self._shrink_wrap()

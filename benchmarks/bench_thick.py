@@ -126,6 +126,8 @@ def make_config(variant: str, epochs: int):
         if hasattr(cfg.optimizer, key):
             cast = type(getattr(cfg.optimizer, key))
             cfg = dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, **{key: cast(val)}))
+        elif key == "swref":
+            cfg = dataclasses.replace(cfg, shrinkwrap=dataclasses.replace(cfg.shrinkwrap, reference=val))
         elif key == "sw":
             every, start, thr, sig = val.split(":")
             cfg = dataclasses.replace(cfg, shrinkwrap=dataclasses.replace(

@@ -208,3 +208,25 @@ def test_stops_when_the_plateau_scheduler_is_spent(problem):
                         cfg.replace(stopping=StoppingConfig(tol=1e-12, change_tol=0.0, min_epochs=10,
                                                             at_min_lr=False), epochs=res.epochs + 5))
     assert again.stopped_reason == "max_epochs"
+
+
+def test_shrink_wrap_relative_to_the_median_ignores_an_overshooting_voxel(problem):
+    """One voxel whose s overshoots 5× sets the blurred maximum: 0.5 × that maximum removes most of
+    the crystal, 0.5 × the median s inside the support trims only the loose shell (a support one
+    voxel too large, as a start thresholded from a kinematic result can be)."""
+    from scipy.ndimage import binary_dilation
+
+    truth = problem["truth"]
+    true_sup = np.abs(truth) > 0
+    loose = binary_dilation(true_sup)
+    amp = 0.1 + 0.9 * true_sup
+    amp[tuple(np.argwhere(true_sup)[len(np.argwhere(true_sup)) // 2])] = 5.0
+    init = np.where(loose, amp * np.exp(1j * np.angle(truth)), 0)
+    kept = {}
+    for ref in ("max", "median"):
+        sw = ShrinkWrapConfig(every=1, start=1, threshold=0.5, sigma_vox=0.5, reference=ref, init_threshold=0.01)
+        cfg = ReconstructionConfig(epochs=1, shrinkwrap=sw, optimizer=OptimizerConfig(lr=1e-4))
+        res = reconstruct(problem["intensity"], problem["valid"], problem["dq"], problem["model"], init, cfg)
+        kept[ref] = ((res.support & true_sup).sum() / true_sup.sum(), (res.support & ~true_sup).sum())
+    assert kept["max"][0] < 0.5  # cut into the crystal
+    assert kept["median"][0] >= 0.95 and kept["median"][1] < 0.5 * (loose & ~true_sup).sum()

@@ -428,8 +428,10 @@ class _Run:
     def _shrink_wrap(self) -> None:
         sw = self.config.shrinkwrap
         s = self.params.s.detach().cpu().numpy()
-        blurred = gaussian_filter(s, sw.sigma_vox)
-        keep = torch.as_tensor(blurred > sw.threshold * blurred.max(), device=self.device)
+        support = self.params.support.cpu().numpy()
+        blurred = gaussian_filter(np.where(support, s, 0.0), sw.sigma_vox)
+        level = blurred.max() if sw.reference == "max" else np.median(s[support]) if support.any() else 0.0
+        keep = torch.as_tensor(blurred > sw.threshold * level, device=self.device)
         self.params.support &= keep
         self.params.project()
         log.debug("epoch %d: shrink-wrap support %d voxels", self.epoch, int(self.params.support.sum()))

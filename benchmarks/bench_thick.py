@@ -22,9 +22,11 @@ cost does not depend on the start) for ``--epochs`` epochs with ``default_config
 of kinematic phasing (HIO/ER, one start): peak RSS of the process (``ru_maxrss``), set-up time, wall
 and CPU time per epoch and per phasing iteration. One size per process.
 
-Usage::
+Usage (the recorded tables: ``runs`` with the variants of the RESULTS table, ``--preset au-demo --size
+64`` for the au-demo rows; ``memory`` at 144 and 256)::
 
-    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/bench_thick.py runs --starts truth,truesupp,pipeline
+    PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/bench_thick.py runs --starts truth,truesupp,pipeline \
+        --variants "default,lr=0.03,lr_amplitude_factor=1.0,sw=10:20:0.4:0.5+swref=median"
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/bench_thick.py memory --size 144 --epochs 3
 """
 
@@ -51,10 +53,9 @@ from dynbcdi.reconstruct import StartConfig, StoppingConfig, default_config, rec
 from dynbcdi.reconstruct.optimizer import result_change
 from dynbcdi.reconstruct.pipeline import choose_start, forward_model, kinematic_on_grid, rocking_step_rad
 from dynbcdi.simulate import simulate_dataset
-from dynbcdi.simulate.config import from_dict, SimulationConfig
-from dynbcdi.simulate.presets import PRESETS, sized_preset
+from dynbcdi.simulate.config import SimulationConfig, from_dict
+from dynbcdi.simulate.presets import PRESETS, resize, sized_preset
 from dynbcdi.simulate.scan import fit_z_sampling
-from dynbcdi.simulate.presets import resize
 
 # The 2 µm cube of issue 12 (helper accbench adds it to simulate/presets.py as "au-cube-2um"; the same
 # numbers here so that this benchmark runs on either side of that merge).
@@ -227,7 +228,7 @@ def cmd_memory(args: argparse.Namespace) -> None:
         marks.append((time.perf_counter(), time.process_time()))
 
     cfg = dataclasses.replace(default_config(args.epochs), stopping=StoppingConfig(min_epochs=10**9))
-    t1, c1 = time.perf_counter(), time.process_time()
+    t1 = time.perf_counter()
     reconstruct(ds.intensity, ds.valid, ds.geometry.dq_grid(), forward_model(ds), ds.truth, cfg,
                 progress=mark, rocking_step_rad=rocking_step_rad(ds.geometry), evaluate=False)
     t2, c2 = time.perf_counter(), time.process_time()  # kinematic phasing: 20 iterations of one start

@@ -55,7 +55,8 @@ log = logging.getLogger(__name__)
 class EpochRecord:
     """One line of the history: epoch (1-based), mean mini-batch loss on the fitted pixels, lr of φ,
     elapsed wall time (s), support size, rollbacks so far, mean mini-batch loss on the free pixels
-    (NaN without free pixels)."""
+    (NaN without free pixels), relative change of S over the last ``stopping.window`` epochs
+    (:func:`result_change`; NaN except at the end of each window, or when ``change_tol`` is 0)."""
 
     epoch: int
     loss: float
@@ -64,6 +65,7 @@ class EpochRecord:
     support_voxels: int
     rollbacks: int
     free_loss: float = math.nan
+    change: float = math.nan
 
 
 @dataclass
@@ -81,6 +83,11 @@ class History:
     def free_loss(self) -> np.ndarray:
         """(epochs,) epoch losses on the free pixels (NaN without free pixels)."""
         return np.array([r.free_loss for r in self.records])
+
+    @property
+    def change(self) -> np.ndarray:
+        """(epochs,) relative change of S over the last window (NaN between window ends)."""
+        return np.array([r.change for r in self.records])
 
     def as_columns(self) -> dict[str, list]:
         """Column name -> values (for CSV/JSON and checkpoints)."""
@@ -219,6 +226,31 @@ def smoothed_converged(losses: np.ndarray, stopping: StoppingConfig) -> bool:
     return bool(abs(prev - last) <= stopping.tol * abs(prev))
 
 
+def result_change(S: torch.Tensor, reference: torch.Tensor) -> float:
+    """c = ‖S − e^{iα} R‖ / ‖S‖ with α = arg Σ S·conj(R) (the global phase, which the data do not fix,
+    removed); S, R (Z, Y, X) complex. For |S| ≈ 1 on the support, c ≈ the RMS phase change in rad."""
+    overlap = torch.vdot(reference.flatten(), S.flatten())
+    rotation = overlap / overlap.abs() if float(overlap.abs()) > 0 else torch.ones((), dtype=S.dtype)
+    norm = float(torch.linalg.vector_norm(S))
+    return float(torch.linalg.vector_norm(S - rotation.to(S.device) * reference)) / norm if norm > 0 else math.inf
+
+
+def converged(history: History, stopping: StoppingConfig, use_free: bool = False,
+              scheduler_exhausted: bool = False) -> bool:
+    """The stopping rule (:class:`StoppingConfig`): after ``min_epochs``, the last window's result
+    change is at most ``change_tol``, or the loss (free loss with ``use_free``) has levelled off
+    (:func:`smoothed_converged`), or (with ``stopping.at_min_lr``) ``scheduler_exhausted``: the
+    plateau scheduler found no improvement while already at ``optimizer.min_lr``."""
+    if len(history.records) < stopping.min_epochs:
+        return False
+    if stopping.at_min_lr and scheduler_exhausted:
+        return True
+    last = history.records[-1].change if history.records else math.nan
+    if stopping.change_tol > 0 and math.isfinite(last) and last <= stopping.change_tol:
+        return True
+    return smoothed_converged(history.free_loss if use_free else history.loss, stopping)
+
+
 class _Run:
     """State of one reconstruction run (parameters, optimiser, scheduler, RNG, history)."""
 
@@ -264,6 +296,9 @@ class _Run:
         self.rollbacks = 0
         self.failures_in_row = 0
         self.good = self._capture_good()
+        # S at the start of the current stopping window (for StoppingConfig.change_tol)
+        self.reference = self._crystal_copy() if config.stopping.change_tol > 0 else None
+        self.exhausted = False  # the plateau scheduler could not lower the lr further (last epoch)
         self.position: EpochPosition | None = None  # None between epochs
         self.clean = True  # False while an update is half done (no checkpoint can be taken then)
 
@@ -278,6 +313,19 @@ class _Run:
                   {"params": [p.s], "lr": oc.lr * oc.lr_amplitude_factor, "name": "crystal.s", "start_epoch": 0},
                   *self.measure.param_groups(oc.lr)]
         return torch.optim.Adam(groups, betas=oc.betas)
+
+    @torch.no_grad()
+    def _crystal_copy(self) -> torch.Tensor:
+        return self.params.crystal().detach().clone()
+
+    def _window_change(self) -> float:
+        """Result change over the window ending now (NaN between window ends); moves the reference."""
+        if self.reference is None or self.epoch % self.config.stopping.window:
+            return math.nan
+        S = self._crystal_copy()
+        change = result_change(S, self.reference)
+        self.reference = S
+        return change
 
     def _terms_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.measure.terms_state_dict().items()}
@@ -380,28 +428,36 @@ class _Run:
     def _shrink_wrap(self) -> None:
         sw = self.config.shrinkwrap
         s = self.params.s.detach().cpu().numpy()
-        blurred = gaussian_filter(s, sw.sigma_vox)
-        keep = torch.as_tensor(blurred > sw.threshold * blurred.max(), device=self.device)
+        support = self.params.support.cpu().numpy()
+        blurred = gaussian_filter(np.where(support, s, 0.0), sw.sigma_vox)
+        level = blurred.max() if sw.reference == "max" else np.median(s[support]) if support.any() else 0.0
+        keep = torch.as_tensor(blurred > sw.threshold * level, device=self.device)
         self.params.support &= keep
         self.params.project()
         log.debug("epoch %d: shrink-wrap support %d voxels", self.epoch, int(self.params.support.sum()))
 
     def _converged(self) -> bool:
         st = self.config.stopping
-        series = self.history.free_loss if (st.loss == "free" and self.has_free) else self.history.loss
-        return smoothed_converged(series, st)
+        return converged(self.history, st, use_free=st.loss == "free" and self.has_free,
+                         scheduler_exhausted=self.exhausted)
 
     def _after_epoch(self, losses: tuple[float, float], t0: float, progress: ProgressFn | None) -> None:
         self.epoch += 1
         loss, free = losses
+        self.exhausted = False
         if math.isfinite(loss):
-            self.scheduler.step(loss)
+            sch, lr = self.scheduler, self.optimizer.param_groups[0]["lr"]
+            best, bad = sch.best, sch.num_bad_epochs
+            sch.step(loss)
+            # the scheduler met a plateau (no new best, patience spent) with the lr already at its floor
+            self.exhausted = (lr <= self.config.optimizer.min_lr * (1 + 1e-9) and sch.best == best
+                              and bad >= sch.patience and sch.num_bad_epochs == 0)
         sw = self.config.shrinkwrap
         if sw.every and self.epoch >= sw.start and self.epoch % sw.every == 0:
             self._shrink_wrap()
         record = EpochRecord(self.epoch, float(loss), self.optimizer.param_groups[0]["lr"],
                              self.elapsed_s + time.perf_counter() - t0,
-                             int(self.params.support.sum()), self.rollbacks, float(free))
+                             int(self.params.support.sum()), self.rollbacks, float(free), self._window_change())
         self.history.records.append(record)
         self.clean = True
         log.debug("epoch %d loss %.6g free %.6g lr %.3g", record.epoch, record.loss, record.free_loss, record.lr)
@@ -478,7 +534,7 @@ class _Run:
                 "good": self.good, "epoch": self.epoch, "rollbacks": self.rollbacks,
                 "failures_in_row": self.failures_in_row,
                 "elapsed_s": self.elapsed_s + time.perf_counter() - t0,
-                "history": self.history.as_columns(),
+                "history": self.history.as_columns(), "reference": self.reference,
                 "position": None if self.position is None else self.position.as_dict(),
                 "config": self.config.to_dict()}
 
@@ -499,6 +555,9 @@ class _Run:
         self.epoch, self.rollbacks, self.elapsed_s = state["epoch"], state["rollbacks"], state["elapsed_s"]
         self.failures_in_row = state["failures_in_row"]
         self.history = History.from_columns(state["history"])
+        if self.reference is not None:  # an older checkpoint has none: the window restarts here
+            ref = state.get("reference")
+            self.reference = ref.to(self.device) if ref is not None else self._crystal_copy()
         pos = state["position"]
         self.position = None if pos is None else EpochPosition.from_dict(pos, self.device)
 

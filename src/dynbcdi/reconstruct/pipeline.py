@@ -82,6 +82,9 @@ __all__ = [
 ]
 
 
+EDGE_MODES = ("out", "in", "kin")
+
+
 @dataclass(frozen=True)
 class StartConfig:
     """How the dynamical start is built from the kinematic result on the grid (truth-free).
@@ -149,6 +152,8 @@ class StartConfig:
     max_frame_stride: int = 2
     rethreshold: bool = True
     twin_once: bool = True
+    soft_edges: tuple[str, ...] = ()
+    edge_amplitude: float = 0.5
 
     @classmethod
     def measured(cls) -> StartConfig:
@@ -179,6 +184,10 @@ class StartConfig:
         if self.quick_epochs < 1 or self.max_frame_stride < 1:
             raise ValueError(f"StartConfig.quick_epochs and max_frame_stride must be >= 1, got "
                              f"{self.quick_epochs}, {self.max_frame_stride}")
+        if not set(self.soft_edges) <= set(EDGE_MODES):
+            raise ValueError(f"StartConfig.soft_edges must be a tuple of {EDGE_MODES}, got {self.soft_edges!r}")
+        if not 0.0 < self.edge_amplitude < 1.0:
+            raise ValueError(f"StartConfig.edge_amplitude must be in (0, 1), got {self.edge_amplitude}")
         if not self.subvoxel_shifts or not all(0.0 <= v < 1.0 for v in self.subvoxel_shifts):
             raise ValueError(f"StartConfig.subvoxel_shifts must be a non-empty tuple of values in [0, 1) voxel, "
                              f"got {self.subvoxel_shifts}")
@@ -392,7 +401,8 @@ def choose_start(dataset: Any, kinematic_grid: np.ndarray, config: Reconstructio
 
     problem = _trial_problem(dataset, kin, config, model, start)
     twin_once = start.twin_once and len(thresholds) > 1
-    total = len(stage1) + len(shifts) + (len(thresholds) - 1) * (start.rethreshold - twin_once)
+    total = len(stage1) + len(shifts) + (len(thresholds) - 1) * (start.rethreshold - twin_once) \
+        + len(start.soft_edges)
     search = StartSearch(problem, problem.fingerprint(kin, start), state_path=state_path, resume=resume,
                          progress=progress, total=total)
     if twin_once:  # the twin chosen once, at the default threshold; the other thresholds in that phase
@@ -411,9 +421,12 @@ def choose_start(dataset: Any, kinematic_grid: np.ndarray, config: Reconstructio
     shift = best[0][0]
     if start.rethreshold:
         best = search.best([(shift, (t, recipe[1])) for t in thresholds if t != recipe[0]], build, best)
-    (shift, (threshold, kind)), loss, obj = best
-    log.info("start: threshold %g, %s, kinematic result shifted by %s voxel (trial loss %.4g)",
-             threshold, kind, shift, loss)
+    if start.soft_edges:  # the partial-volume surface of a smooth crystal (benchmarks/RESULTS.md)
+        shift, recipe = best[0]
+        best = search.best([(shift, (*recipe[:2], mode)) for mode in start.soft_edges], build, best)
+    (shift, recipe), loss, obj = best
+    log.info("start: threshold %g, %s%s, kinematic result shifted by %s voxel (trial loss %.4g)",
+             recipe[0], recipe[1], f", soft edge {recipe[2]}" if len(recipe) > 2 else "", shift, loss)
     return obj
 
 
@@ -441,10 +454,18 @@ def _trial_problem(dataset: Any, kin: np.ndarray, config: ReconstructionConfig, 
                         epochs, stride, window=3 if start.ranking == "exhaustive" else None)
 
 
-def _start_for(kin: np.ndarray, recipe: tuple[float, str], spacing_m: Any, k0: np.ndarray, kh: np.ndarray,
+def _start_for(kin: np.ndarray, recipe: tuple, spacing_m: Any, k0: np.ndarray, kh: np.ndarray,
                start: StartConfig) -> np.ndarray | None:
-    """One candidate start: recipe (threshold, kind), kind "kinematic" (the start of ``start`` at that
-    threshold), "twin" (its twin) or "hull" (flat-phase convex hull; None when it would wrap)."""
+    """One candidate start: recipe (threshold, kind) or (threshold, kind, edge mode), kind "kinematic"
+    (the start of ``start`` at that threshold), "twin" (its twin) or "hull" (flat-phase convex hull;
+    None when it would wrap); an edge mode softens its edge (:func:`soft_edge`)."""
+    if len(recipe) == 3:
+        plain = "kinematic" if recipe[1] == "twin" else recipe[1]  # softened first, then twinned
+        obj = _start_for(kin, (recipe[0], plain), spacing_m, k0, kh, start)
+        if obj is None:
+            return None
+        soft = soft_edge(obj, kin, recipe[2], spacing_m, k0, kh, start.edge_amplitude)
+        return None if soft is None else (twin_image(soft) if recipe[1] == "twin" else soft)
     threshold, kind = recipe
     if kind in ("amplitude", "amplitude-twin"):
         obj = amplitude_start(kin, spacing_m, k0, kh, start.amplitude_dilate_vox)
@@ -458,6 +479,34 @@ def _start_for(kin: np.ndarray, recipe: tuple[float, str], spacing_m: Any, k0: n
             return None
     obj = start_object(kin, spacing_m, k0, kh, dataclasses.replace(start, threshold=threshold))
     return twin_image(obj) if kind == "twin" else obj
+
+
+def soft_edge(obj: np.ndarray, kinematic_grid: np.ndarray, mode: str, spacing_m: Any, k0_dir: Any,
+              kh_dir: Any, amplitude: float = 0.5) -> np.ndarray | None:
+    """A start ``obj`` (Z, Y, X) complex, amplitude 1 on its support) with a soft, partial-volume edge.
+
+    mode "out": the support grown by one voxel, the new shell at ``amplitude`` with the phase of the
+    nearest support voxel; "in": the outermost layer of the support at ``amplitude``; "kin": grown by
+    one voxel, and on the new shell and the outermost layer the kinematic amplitude
+    |``kinematic_grid``| relative to its interior level, clipped to [0.1, 1]. None when the grown
+    support would wrap around the periodic (y, x) box (``k0_dir``, ``kh_dir`` grid-frame (x, y, z);
+    spacing_m (dz, dy, dx) m). Soften a start before taking its twin.
+    """
+    obj = np.asarray(obj)
+    support = obj != 0
+    if mode == "in":
+        return np.where(support & ~ndimage.binary_erosion(support), amplitude * obj, obj)
+    grown = ndimage.binary_dilation(support)
+    if not _fits(grown, spacing_m, k0_dir, kh_dir):
+        return None
+    nearest = tuple(ndimage.distance_transform_edt(~support, return_distances=False, return_indices=True))
+    phase = np.exp(1j * np.angle(obj[nearest]))
+    if mode == "out":
+        return np.where(support, obj, np.where(grown, amplitude * phase, 0))
+    amp = np.abs(kinematic_grid)
+    rel = np.clip(amp / np.percentile(amp[amp > 0.1 * amp.max()], 90), 0.1, 1.0)
+    edge = grown & ~ndimage.binary_erosion(support)
+    return np.where(edge, rel * phase, obj)
 
 
 def amplitude_start(kinematic_grid: np.ndarray, spacing_m: Any, k0_dir: Any, kh_dir: Any,

@@ -134,6 +134,15 @@ class StartConfig:
         au-demo, au-cube-200 and sr2iro4-116, 0.82–0.91 of its search CPU time).
     rethreshold: the third stage (the recipe's other thresholds again at the best translation; on
         au-demo it moves 0.5 to 0.4, and without it the phase error doubles, 0.021 → 0.046 rad).
+    soft_edges: with ``twin_epochs`` > 0, a last stage trying the best start with a soft edge, one
+        candidate per mode (:func:`soft_edge`): "out" (support grown by one voxel, the new shell at
+        ``edge_amplitude``), "in" (the outermost support layer at ``edge_amplitude``), "kin" (grown,
+        shell and outer layer at the relative kinematic amplitude). A crystal with a smooth or
+        partial-volume surface has voxels of partial amplitude that a binary support at 0.3–0.5 of
+        the interior level leaves out, and the frozen support cannot take them back (48³ au-demo
+        with a 10 nm surface: started on the true support 0.197 rad, with every partial voxel inside
+        at half amplitude 0.050 rad; benchmarks/RESULTS.md).
+    edge_amplitude: the amplitude s of the "out" and "in" edges, in (0, 1).
     """
 
     threshold: float = 0.4
@@ -152,7 +161,7 @@ class StartConfig:
     max_frame_stride: int = 2
     rethreshold: bool = True
     twin_once: bool = True
-    soft_edges: tuple[str, ...] = ()
+    soft_edges: tuple[str, ...] = ("kin",)
     edge_amplitude: float = 0.5
 
     @classmethod
@@ -161,14 +170,15 @@ class StartConfig:
         unwrapped phase), its twin and the uniform-amplitude start at ``threshold``, 5 trial epochs
         each; the kinematic amplitude is kept unless the trial losses show a flat start fits better.
         A measured crystal is not the homogeneous one the flat start assumes, and its kinematic
-        result already fixes the sub-voxel position of its soft edges, so no translation search.
+        result already fixes the sub-voxel position of its soft edges, so no translation search
+        and no soft-edge stage (that stage was measured on simulated crystals only).
         Its support is grown by 4 voxels (:func:`amplitude_start`): phasing's shrink-wrap cuts the
         weak parts of a measured crystal (scan 54 at 64²: 1.70 → 1.50 × the Poisson floor; at 160²
         no change, 1.79 vs 1.78). The ranking stays "exhaustive" (4 trials × 5 epochs on every frame):
         after 2 epochs the uniform-amplitude start can lead before the grown rim of the kinematic
         amplitude has faded, and the quick ranking was not measured on measured scans."""
         return cls(extra_thresholds=(), twin_epochs=5, hull_flat=False, subvoxel_shifts=(0.0,),
-                   kinematic_amplitude=True, amplitude_dilate_vox=4, ranking="exhaustive")
+                   kinematic_amplitude=True, amplitude_dilate_vox=4, ranking="exhaustive", soft_edges=())
 
     def __post_init__(self) -> None:
         for value in (self.threshold, *self.extra_thresholds):

@@ -20,7 +20,10 @@ with a thin margin, instead of a fraction of the maximum. The data fix the cryst
 translation, so the kinematic result sits at an arbitrary sub-voxel position, and a binary support
 fits the crystal's faces only at the right one: :func:`choose_start` therefore also tries half-voxel
 translations (64³ ``au-demo``, three noise-free single phasing starts: trial loss 2–4× lower,
-final phase error 0.06–0.17 → 0.019–0.032 rad; benchmarks/RESULTS.md).
+final phase error 0.06–0.17 → 0.019–0.032 rad; benchmarks/RESULTS.md). A crystal with a smooth
+surface has partial-volume voxels outside any binary support that a frozen support cannot take back;
+the best start is therefore also tried with a soft edge (:func:`soft_edge`, ``StartConfig.soft_edges``;
+48³ ``au-demo`` with a 10 nm surface, 4 seeds: median 0.17 → 0.05 rad; benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -385,7 +388,8 @@ def choose_start(dataset: Any, kinematic_grid: np.ndarray, config: Reconstructio
     stages: (1) every recipe (threshold × {kinematic phase, twin, flat hull}; with ``start.twin_once``
     the twin decided at ``start.threshold`` alone) at the kinematic result's own position; (2) the best recipe on the kinematic result translated by every
     combination of ``start.subvoxel_shifts``; (3) the other thresholds of that recipe at the best
-    translation (``start.rethreshold``). Without trial epochs: the single start of ``start``.
+    translation (``start.rethreshold``); (4) the best start with each soft edge of ``start.soft_edges``
+    (:func:`soft_edge`). Without trial epochs: the single start of ``start``.
     The translation is harmless: the data do not fix the crystal's position. Default ``start``:
     :meth:`StartConfig.measured` for a dataset without truth (measured), else :class:`StartConfig`.
     progress : called after every candidate (:class:`dynbcdi.reconstruct.start.StartProgress`).

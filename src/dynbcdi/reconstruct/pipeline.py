@@ -449,7 +449,8 @@ def _trial_problem(dataset: Any, kin: np.ndarray, config: ReconstructionConfig, 
     """The trial runs of ``start.ranking``: their epochs never exceed ``config.epochs``; "quick" uses
     every k-th frame (:func:`dynbcdi.reconstruct.start.frame_stride`), k from the largest candidate
     support (the lowest threshold, its convex hull with ``hull_flat``, the grown kinematic support with
-    ``kinematic_amplitude``) grown by one voxel for the translations. kin : (Z, Y, X) complex."""
+    ``kinematic_amplitude``) grown by one voxel for the translations and one more for a soft edge.
+    kin : (Z, Y, X) complex."""
     dq = dataset.geometry.dq_grid()
     epochs, stride = start.twin_epochs, 1
     if start.ranking == "quick":
@@ -460,7 +461,9 @@ def _trial_problem(dataset: Any, kin: np.ndarray, config: ReconstructionConfig, 
             support = convex_hull_image(support)
         if start.kinematic_amplitude:
             support |= ndimage.binary_dilation(amp > 0.1 * amp.max(), iterations=max(start.amplitude_dilate_vox, 1))
-        stride = frame_stride(dq, ndimage.binary_dilation(support), dataset.spacing_m, start.max_frame_stride)
+        grow = 1 + bool(start.soft_edges)  # the translations, and the soft edge's grown shell
+        stride = frame_stride(dq, ndimage.binary_dilation(support, iterations=grow), dataset.spacing_m,
+                              start.max_frame_stride)
     epochs = max(1, min(epochs, config.epochs))
     log.info("start search: %s ranking, %d trial epochs on every frame of %d", start.ranking, epochs, stride)
     # the exhaustive ranking keeps the mean of the last 3 trial epochs it was measured with

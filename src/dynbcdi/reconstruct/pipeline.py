@@ -81,6 +81,7 @@ __all__ = [
     "kinematic_on_grid",
     "rocking_step_rad",
     "run_pipeline",
+    "soft_edge",
     "start_object",
 ]
 

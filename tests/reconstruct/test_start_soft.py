@@ -53,6 +53,30 @@ def test_start_config_rejects_bad_soft_edges():
         StartConfig(soft_edges=("blur",))
     with pytest.raises(ValueError, match="edge_amplitude"):
         StartConfig(edge_amplitude=1.0)
+    with pytest.raises(ValueError, match="edge_margin"):
+        StartConfig(edge_margin=0.0)
+
+
+def test_soft_edge_must_trial_clearly_lower():
+    """A soft edge replaces the best start only below ``edge_margin`` × its trial loss."""
+    from dynbcdi.reconstruct.pipeline import _soft_stage
+
+    class Search:  # the StartSearch interface: best(candidates, build) -> (candidate, loss, start)
+        def __init__(self, loss):
+            self.loss = loss
+
+        def best(self, candidates, build):
+            if self.loss is None:
+                raise ValueError("no start candidate fits the periodic TTE box")
+            return candidates[0], self.loss, "soft"
+
+    binary = (((0.0, 0.0, 0.0), (0.4, "kinematic")), 0.05, "binary")
+    start = StartConfig()  # edge_margin 0.9
+    assert _soft_stage(Search(0.044), binary, None, start)[2] == "soft"
+    assert _soft_stage(Search(0.0485), binary, None, start)[2] == "binary"  # 3 % lower: a near-tie
+    assert _soft_stage(Search(None), binary, None, start)[2] == "binary"
+    assert _soft_stage(Search(float("nan")), binary, None, start)[2] == "binary"
+    assert _soft_stage(Search(0.0485), binary, None, StartConfig(edge_margin=1.0))[2] == "soft"
 
 
 def _tiny_cube(smooth_m: float | None):

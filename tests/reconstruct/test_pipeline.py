@@ -111,7 +111,8 @@ def test_choose_start_undoes_a_half_voxel_offset(tiny_au):
     truth = tiny_au.truth.astype(np.complex128)
     offset = fourier_shift(truth, (0.5, 0.0, 0.5))
     model = TTEModel.from_geometry(tiny_au.geometry, tiny_au.reflection, tiny_au.spacing_m)
-    start = StartConfig(twin_epochs=5, hull_flat=False, extra_thresholds=(0.3,))
+    # without the soft-edge stage (test_start_soft.py): the binary support is what is checked here
+    start = StartConfig(twin_epochs=5, hull_flat=False, extra_thresholds=(0.3,), soft_edges=())
     chosen = choose_start(tiny_au, offset, default_config(20), model=model, start=start)
     true_support = np.abs(truth) > 0.5
     whole = [tuple(int(v) for v in s) for s in np.argwhere(np.ones((3, 3, 3), bool)) - 1]

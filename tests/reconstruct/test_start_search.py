@@ -13,8 +13,9 @@ from dynbcdi.reconstruct import StartConfig, choose_start, default_config
 from dynbcdi.reconstruct import start as start_module
 from dynbcdi.reconstruct.start import frame_stride, trial_loss
 
-# one threshold, no hull: 2 candidates at the kinematic position, then the 7 half-voxel translations
-SEARCH = StartConfig(extra_thresholds=(), hull_flat=False, twin_epochs=5, quick_epochs=2)
+# one threshold, no hull: 2 candidates at the kinematic position, then the 7 half-voxel translations;
+# no soft-edge stage (test_start_soft.py), so that the chosen support is the sharp truth's
+SEARCH = StartConfig(extra_thresholds=(), hull_flat=False, twin_epochs=5, quick_epochs=2, soft_edges=())
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,10 @@ with a thin margin, instead of a fraction of the maximum. The data fix the cryst
 translation, so the kinematic result sits at an arbitrary sub-voxel position, and a binary support
 fits the crystal's faces only at the right one: :func:`choose_start` therefore also tries half-voxel
 translations (64³ ``au-demo``, three noise-free single phasing starts: trial loss 2–4× lower,
-final phase error 0.06–0.17 → 0.019–0.032 rad; benchmarks/RESULTS.md).
+final phase error 0.06–0.17 → 0.019–0.032 rad; benchmarks/RESULTS.md). A crystal with a smooth
+surface has partial-volume voxels outside any binary support that a frozen support cannot take back;
+the best start is therefore also tried with a soft edge (:func:`soft_edge`, ``StartConfig.soft_edges``;
+48³ ``au-demo`` with a 10 nm surface, 4 seeds: median 0.17 → 0.05 rad; benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import math
 import os
 import resource
 import time
@@ -78,8 +82,12 @@ __all__ = [
     "kinematic_on_grid",
     "rocking_step_rad",
     "run_pipeline",
+    "soft_edge",
     "start_object",
 ]
+
+
+EDGE_MODES = ("out", "in", "kin")
 
 
 @dataclass(frozen=True)
@@ -131,6 +139,18 @@ class StartConfig:
         au-demo, au-cube-200 and sr2iro4-116, 0.82–0.91 of its search CPU time).
     rethreshold: the third stage (the recipe's other thresholds again at the best translation; on
         au-demo it moves 0.5 to 0.4, and without it the phase error doubles, 0.021 → 0.046 rad).
+    soft_edges: with ``twin_epochs`` > 0, a last stage trying the best start with a soft edge, one
+        candidate per mode (:func:`soft_edge`): "out" (support grown by one voxel, the new shell at
+        ``edge_amplitude``), "in" (the outermost support layer at ``edge_amplitude``), "kin" (grown,
+        shell and outer layer at the relative kinematic amplitude). A crystal with a smooth or
+        partial-volume surface has voxels of partial amplitude that a binary support at 0.3–0.5 of
+        the interior level leaves out, and the frozen support cannot take them back (48³ au-demo
+        with a 10 nm surface: started on the true support 0.197 rad, with every partial voxel inside
+        at half amplitude 0.050 rad; benchmarks/RESULTS.md).
+    edge_amplitude: the amplitude s of the "out" and "in" edges, in (0, 1).
+    edge_margin: a soft edge replaces the best start only when its trial loss is below this
+        fraction of the best start's (in (0, 1]; 0.9: the soft edges that helped trialled 0.33–0.72
+        × the binary start's loss, the one that hurt a sharp crystal 0.97 ×).
     """
 
     threshold: float = 0.4
@@ -149,6 +169,9 @@ class StartConfig:
     max_frame_stride: int = 2
     rethreshold: bool = True
     twin_once: bool = True
+    soft_edges: tuple[str, ...] = ("kin",)
+    edge_amplitude: float = 0.5
+    edge_margin: float = 0.9
 
     @classmethod
     def measured(cls) -> StartConfig:
@@ -156,14 +179,15 @@ class StartConfig:
         unwrapped phase), its twin and the uniform-amplitude start at ``threshold``, 5 trial epochs
         each; the kinematic amplitude is kept unless the trial losses show a flat start fits better.
         A measured crystal is not the homogeneous one the flat start assumes, and its kinematic
-        result already fixes the sub-voxel position of its soft edges, so no translation search.
+        result already fixes the sub-voxel position of its soft edges, so no translation search
+        and no soft-edge stage (that stage was measured on simulated crystals only).
         Its support is grown by 4 voxels (:func:`amplitude_start`): phasing's shrink-wrap cuts the
         weak parts of a measured crystal (scan 54 at 64²: 1.70 → 1.50 × the Poisson floor; at 160²
         no change, 1.79 vs 1.78). The ranking stays "exhaustive" (4 trials × 5 epochs on every frame):
         after 2 epochs the uniform-amplitude start can lead before the grown rim of the kinematic
         amplitude has faded, and the quick ranking was not measured on measured scans."""
         return cls(extra_thresholds=(), twin_epochs=5, hull_flat=False, subvoxel_shifts=(0.0,),
-                   kinematic_amplitude=True, amplitude_dilate_vox=4, ranking="exhaustive")
+                   kinematic_amplitude=True, amplitude_dilate_vox=4, ranking="exhaustive", soft_edges=())
 
     def __post_init__(self) -> None:
         for value in (self.threshold, *self.extra_thresholds):
@@ -179,6 +203,12 @@ class StartConfig:
         if self.quick_epochs < 1 or self.max_frame_stride < 1:
             raise ValueError(f"StartConfig.quick_epochs and max_frame_stride must be >= 1, got "
                              f"{self.quick_epochs}, {self.max_frame_stride}")
+        if not set(self.soft_edges) <= set(EDGE_MODES):
+            raise ValueError(f"StartConfig.soft_edges must be a tuple of {EDGE_MODES}, got {self.soft_edges!r}")
+        if not 0.0 < self.edge_margin <= 1.0:
+            raise ValueError(f"StartConfig.edge_margin must be in (0, 1], got {self.edge_margin}")
+        if not 0.0 < self.edge_amplitude < 1.0:
+            raise ValueError(f"StartConfig.edge_amplitude must be in (0, 1), got {self.edge_amplitude}")
         if not self.subvoxel_shifts or not all(0.0 <= v < 1.0 for v in self.subvoxel_shifts):
             raise ValueError(f"StartConfig.subvoxel_shifts must be a non-empty tuple of values in [0, 1) voxel, "
                              f"got {self.subvoxel_shifts}")
@@ -366,7 +396,8 @@ def choose_start(dataset: Any, kinematic_grid: np.ndarray, config: Reconstructio
     stages: (1) every recipe (threshold × {kinematic phase, twin, flat hull}; with ``start.twin_once``
     the twin decided at ``start.threshold`` alone) at the kinematic result's own position; (2) the best recipe on the kinematic result translated by every
     combination of ``start.subvoxel_shifts``; (3) the other thresholds of that recipe at the best
-    translation (``start.rethreshold``). Without trial epochs: the single start of ``start``.
+    translation (``start.rethreshold``); (4) the best start with each soft edge of ``start.soft_edges``
+    (:func:`soft_edge`). Without trial epochs: the single start of ``start``.
     The translation is harmless: the data do not fix the crystal's position. Default ``start``:
     :meth:`StartConfig.measured` for a dataset without truth (measured), else :class:`StartConfig`.
     progress : called after every candidate (:class:`dynbcdi.reconstruct.start.StartProgress`).
@@ -392,7 +423,8 @@ def choose_start(dataset: Any, kinematic_grid: np.ndarray, config: Reconstructio
 
     problem = _trial_problem(dataset, kin, config, model, start)
     twin_once = start.twin_once and len(thresholds) > 1
-    total = len(stage1) + len(shifts) + (len(thresholds) - 1) * (start.rethreshold - twin_once)
+    total = len(stage1) + len(shifts) + (len(thresholds) - 1) * (start.rethreshold - twin_once) \
+        + len(start.soft_edges)
     search = StartSearch(problem, problem.fingerprint(kin, start), state_path=state_path, resume=resume,
                          progress=progress, total=total)
     if twin_once:  # the twin chosen once, at the default threshold; the other thresholds in that phase
@@ -411,10 +443,26 @@ def choose_start(dataset: Any, kinematic_grid: np.ndarray, config: Reconstructio
     shift = best[0][0]
     if start.rethreshold:
         best = search.best([(shift, (t, recipe[1])) for t in thresholds if t != recipe[0]], build, best)
-    (shift, (threshold, kind)), loss, obj = best
-    log.info("start: threshold %g, %s, kinematic result shifted by %s voxel (trial loss %.4g)",
-             threshold, kind, shift, loss)
+    if start.soft_edges:  # the partial-volume surface of a smooth crystal (benchmarks/RESULTS.md)
+        best = _soft_stage(search, best, build, start)
+    (shift, recipe), loss, obj = best
+    log.info("start: threshold %g, %s%s, kinematic result shifted by %s voxel (trial loss %.4g)",
+             recipe[0], recipe[1], f", soft edge {recipe[2]}" if len(recipe) > 2 else "", shift, loss)
     return obj
+
+
+def _soft_stage(search: StartSearch, best: tuple, build: Callable[..., np.ndarray | None],
+                start: StartConfig) -> tuple:
+    """The best start, or its best soft-edged version when that trials lower than ``start.edge_margin``
+    × the best start's loss (ties and near-ties keep the binary start: 64³ sharp au-demo, seed 4, a
+    soft edge 3 % lower in trial loss reached 0.052 rad against 0.032; every soft edge that helped
+    trialled ≤ 0.72 × lower)."""
+    shift, recipe = best[0]
+    try:
+        soft = search.best([(shift, (*recipe[:2], mode)) for mode in start.soft_edges], build)
+    except ValueError:  # no soft edge fits the periodic box
+        return best
+    return soft if math.isfinite(soft[1]) and soft[1] < start.edge_margin * best[1] else best
 
 
 def _trial_problem(dataset: Any, kin: np.ndarray, config: ReconstructionConfig, model: Any,
@@ -422,7 +470,8 @@ def _trial_problem(dataset: Any, kin: np.ndarray, config: ReconstructionConfig, 
     """The trial runs of ``start.ranking``: their epochs never exceed ``config.epochs``; "quick" uses
     every k-th frame (:func:`dynbcdi.reconstruct.start.frame_stride`), k from the largest candidate
     support (the lowest threshold, its convex hull with ``hull_flat``, the grown kinematic support with
-    ``kinematic_amplitude``) grown by one voxel for the translations. kin : (Z, Y, X) complex."""
+    ``kinematic_amplitude``) grown by one voxel for the translations and one more for a soft edge.
+    kin : (Z, Y, X) complex."""
     dq = dataset.geometry.dq_grid()
     epochs, stride = start.twin_epochs, 1
     if start.ranking == "quick":
@@ -433,7 +482,9 @@ def _trial_problem(dataset: Any, kin: np.ndarray, config: ReconstructionConfig, 
             support = convex_hull_image(support)
         if start.kinematic_amplitude:
             support |= ndimage.binary_dilation(amp > 0.1 * amp.max(), iterations=max(start.amplitude_dilate_vox, 1))
-        stride = frame_stride(dq, ndimage.binary_dilation(support), dataset.spacing_m, start.max_frame_stride)
+        grow = 1 + bool(start.soft_edges)  # the translations, and the soft edge's grown shell
+        stride = frame_stride(dq, ndimage.binary_dilation(support, iterations=grow), dataset.spacing_m,
+                              start.max_frame_stride)
     epochs = max(1, min(epochs, config.epochs))
     log.info("start search: %s ranking, %d trial epochs on every frame of %d", start.ranking, epochs, stride)
     # the exhaustive ranking keeps the mean of the last 3 trial epochs it was measured with
@@ -441,10 +492,18 @@ def _trial_problem(dataset: Any, kin: np.ndarray, config: ReconstructionConfig, 
                         epochs, stride, window=3 if start.ranking == "exhaustive" else None)
 
 
-def _start_for(kin: np.ndarray, recipe: tuple[float, str], spacing_m: Any, k0: np.ndarray, kh: np.ndarray,
+def _start_for(kin: np.ndarray, recipe: tuple, spacing_m: Any, k0: np.ndarray, kh: np.ndarray,
                start: StartConfig) -> np.ndarray | None:
-    """One candidate start: recipe (threshold, kind), kind "kinematic" (the start of ``start`` at that
-    threshold), "twin" (its twin) or "hull" (flat-phase convex hull; None when it would wrap)."""
+    """One candidate start: recipe (threshold, kind) or (threshold, kind, edge mode), kind "kinematic"
+    (the start of ``start`` at that threshold), "twin" (its twin) or "hull" (flat-phase convex hull;
+    None when it would wrap); an edge mode softens its edge (:func:`soft_edge`)."""
+    if len(recipe) == 3:
+        plain = "kinematic" if recipe[1] == "twin" else recipe[1]  # softened first, then twinned
+        obj = _start_for(kin, (recipe[0], plain), spacing_m, k0, kh, start)
+        if obj is None:
+            return None
+        soft = soft_edge(obj, kin, recipe[2], spacing_m, k0, kh, start.edge_amplitude)
+        return None if soft is None else (twin_image(soft) if recipe[1] == "twin" else soft)
     threshold, kind = recipe
     if kind in ("amplitude", "amplitude-twin"):
         obj = amplitude_start(kin, spacing_m, k0, kh, start.amplitude_dilate_vox)
@@ -458,6 +517,34 @@ def _start_for(kin: np.ndarray, recipe: tuple[float, str], spacing_m: Any, k0: n
             return None
     obj = start_object(kin, spacing_m, k0, kh, dataclasses.replace(start, threshold=threshold))
     return twin_image(obj) if kind == "twin" else obj
+
+
+def soft_edge(obj: np.ndarray, kinematic_grid: np.ndarray, mode: str, spacing_m: Any, k0_dir: Any,
+              kh_dir: Any, amplitude: float = 0.5) -> np.ndarray | None:
+    """A start ``obj`` (Z, Y, X) complex, amplitude 1 on its support) with a soft, partial-volume edge.
+
+    mode "out": the support grown by one voxel, the new shell at ``amplitude`` with the phase of the
+    nearest support voxel; "in": the outermost layer of the support at ``amplitude``; "kin": grown by
+    one voxel, and on the new shell and the outermost layer the kinematic amplitude
+    |``kinematic_grid``| relative to its interior level, clipped to [0.1, 1]. None when the grown
+    support would wrap around the periodic (y, x) box (``k0_dir``, ``kh_dir`` grid-frame (x, y, z);
+    spacing_m (dz, dy, dx) m). Soften a start before taking its twin.
+    """
+    obj = np.asarray(obj)
+    support = obj != 0
+    if mode == "in":
+        return np.where(support & ~ndimage.binary_erosion(support), amplitude * obj, obj)
+    grown = ndimage.binary_dilation(support)
+    if not _fits(grown, spacing_m, k0_dir, kh_dir):
+        return None
+    nearest = tuple(ndimage.distance_transform_edt(~support, return_distances=False, return_indices=True))
+    phase = np.exp(1j * np.angle(obj[nearest]))
+    if mode == "out":
+        return np.where(support, obj, np.where(grown, amplitude * phase, 0))
+    amp = np.abs(kinematic_grid)
+    rel = np.clip(amp / np.percentile(amp[amp > 0.1 * amp.max()], 90), 0.1, 1.0)
+    edge = grown & ~ndimage.binary_erosion(support)
+    return np.where(edge, rel * phase, obj)
 
 
 def amplitude_start(kinematic_grid: np.ndarray, spacing_m: Any, k0_dir: Any, kh_dir: Any,

@@ -109,6 +109,21 @@ def _sr2iro4(size: int):
     return _no_extras(sized_preset("sr2iro4-116", size))
 
 
+def _tiny_au(size: int):
+    """Smoke-test crystal (tests/test_bench_accuracy.py, not a benchmark case): a 0.3 µm Au (200) cube
+    (1.2 extinction lengths) on ``size``³ voxels of 0.99 µm / size (detector ``size`` × 55 µm at 0.35 m
+    × size / 20), rocking ±0.1° in 0.01° (21 angles), au-demo's bulge scaled down."""
+    from dynbcdi.simulate.config import SimulationConfig, from_dict
+    from dynbcdi.simulate.presets import PRESETS
+
+    base = PRESETS["au-demo"]
+    cfg = dict(base, name="tiny-au", grid={"nz": size}, crystal={"shape": "cube", "size_m": [3e-7]},
+               geometry=dict(base["geometry"], detector_shape=[size, size], distance_m=0.35 * size / 20,
+                             rocking_start_deg=-0.1, rocking_stop_deg=0.1, rocking_step_deg=0.01),
+               deformation=[dict(base["deformation"][0], sigma_m=8e-8, center_m=[2e-8, 2e-8, 0.0])])
+    return _no_extras(from_dict(SimulationConfig, cfg))
+
+
 CASES: dict[str, Case] = {
     "au-demo": Case(_au_demo, 48, "0.6 µm Au (200) cube"),
     "au-demo-smooth": Case(_au_demo_smooth, 48, "au-demo with a 10 nm tanh surface"),
@@ -117,7 +132,9 @@ CASES: dict[str, Case] = {
     "au-cube-2um": Case(lambda n: _narrowed("au-cube-2um", 0.05, 0.002, n), 48, "2 µm Au (200) cube, ±0.05°"),
     "sr2iro4-116": Case(_sr2iro4, 40, "1.5 µm Sr2IrO4 (116), 34-ID-C γ = 3°, coarse grid"),
     "au-34idc-gamma": Case(_au_demo_34idc, 48, "au-demo crystal, 34-ID-C γ = 5°"),
+    "tiny-au": Case(_tiny_au, 20, "smoke test only"),
 }
+DEFAULT_CASES = [name for name in CASES if name != "tiny-au"]
 
 
 def case_config(name: str, size: int | None = None):
@@ -150,6 +167,12 @@ def _metrics(m) -> dict:
             "strain_rms": m.strain_rms, "twin": bool(m.twin)}
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of this process so far: unlike wall time, not inflated by a busy machine."""
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+
+
 def run_one(name: str, data: str, seed: int, size: int, epochs: int, n_starts: int, photons: float) -> dict:
     """Simulate, (noise), truth-free pipeline, compare: one run's record (SI; times in s, RSS in MiB)."""
     from dynbcdi.analysis import compare
@@ -180,7 +203,7 @@ def run_one(name: str, data: str, seed: int, size: int, epochs: int, n_starts: i
             "phasing_errors": [float(e) for e in res.phasing.start_errors],
             "time_simulate_s": t_sim, "time_phasing_s": res.timings["phasing"],
             "time_dynamical_s": res.timings["dynamical"], "time_total_s": time.perf_counter() - t0,
-            "cpu_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime,
+            "cpu_s": _cpu_s(),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "load_avg": os.getloadavg()}
 
@@ -195,22 +218,20 @@ def _write_new(path: Path, record: dict) -> None:
 
 
 def plan(out: Path, cases: Sequence[str], seeds: Sequence[int], sizes: dict[str, int], epochs: int,
-         n_starts: int, photons: float) -> tuple[list[tuple[str, str, int]], dict[str, dict]]:
+         n_starts: int, photons: float, data_kinds: Sequence[str] = DATA_KINDS
+         ) -> tuple[list[tuple[str, str, int]], dict[str, dict]]:
     """The runs still to do, and the settings of each case. Finished runs with the same fingerprint are
     skipped; one made with other settings raises ValueError (use another --out)."""
     todo, sets = [], {}
     for name in cases:
         sets[name] = settings(name, sizes[name], epochs, n_starts, photons)
-        for data in DATA_KINDS:
-            for seed in seeds:
-                path = run_path(out, name, data, seed)
-                if not path.exists():
-                    todo.append((name, data, seed))
-                    continue
-                found = json.loads(path.read_text()).get("fingerprint")
-                if found != sets[name]["fingerprint"]:
-                    raise ValueError(f"{path} was made with other settings (fingerprint {found}, now "
-                                     f"{sets[name]['fingerprint']}): use another --out, or the same settings")
+        for path in sorted((out / "runs").glob(f"{name}__*.json")):  # every finished run, any seed or data
+            found = json.loads(path.read_text()).get("fingerprint")
+            if found != sets[name]["fingerprint"]:
+                raise ValueError(f"{path} was made with other settings (fingerprint {found}, now "
+                                 f"{sets[name]['fingerprint']}): use another --out, or the same settings")
+        todo += [(name, data, seed) for data in data_kinds for seed in seeds
+                 if not run_path(out, name, data, seed).exists()]
     return todo, sets
 
 
@@ -338,13 +359,14 @@ def _parse_sizes(text: str | None, cases: Sequence[str]) -> dict[str, int]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, required=True, help="results folder (resumable)")
-    p.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}")
+    p.add_argument("--cases", default=",".join(DEFAULT_CASES), help=f"comma-separated, of: {', '.join(CASES)}")
     p.add_argument("--seeds", type=int, default=8, help="seeds 0 … N-1 per case and data kind")
     p.add_argument("--size", help="points per direction: N for every case, or case=N,case=N "
                                   f"(default {', '.join(f'{k}={v.size}' for k, v in CASES.items())})")
     p.add_argument("--epochs", type=int, default=60, help="maximum dynamical epochs")
     p.add_argument("--starts", type=int, default=4, help="kinematic phasing starts")
     p.add_argument("--photons", type=float, default=1e9, help="photons in the scan for the Poisson data")
+    p.add_argument("--data", default=",".join(DATA_KINDS), help="comma-separated data kinds, of: noise-free, poisson")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (subprocesses, one thread each)")
     p.add_argument("--table-only", action="store_true", help="print the table of the finished runs and stop")
     p.add_argument("--no-regime", action="store_true", help="leave out the regime diagnosis")
@@ -360,6 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"unknown case {name!r}; available: {', '.join(CASES)}")
     if args.jobs < 1 or args.seeds < 1:
         raise ValueError("--jobs and --seeds must be >= 1")
+    data_kinds = [d for d in args.data.split(",") if d]
+    if not data_kinds or any(d not in DATA_KINDS for d in data_kinds):
+        raise ValueError(f"--data must list some of {', '.join(DATA_KINDS)}, got {args.data!r}")
     sizes = _parse_sizes(args.size, cases)
     (args.out / "runs").mkdir(parents=True, exist_ok=True)
     if args.one:
@@ -374,10 +399,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     failed = []
     if not args.table_only:
-        todo, _ = plan(args.out, cases, range(args.seeds), sizes, args.epochs, args.starts, args.photons)
+        todo, _ = plan(args.out, cases, range(args.seeds), sizes, args.epochs, args.starts, args.photons, data_kinds)
         print(f"{len(todo)} runs to do", flush=True)
         failed = run_all(args, todo, sizes)
     runs = [r for r in load_runs(args.out) if r["case"] in cases]
+    for name in cases:
+        if len({r["fingerprint"] for r in runs if r["case"] == name}) > 1:
+            raise ValueError(f"{args.out} holds runs of {name} made with different settings; not mixed in one table")
     regimes = None if args.no_regime else regimes_for(args.out, runs, sizes)
     print(table(runs, regimes))
     if failed:

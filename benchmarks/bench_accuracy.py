@@ -144,14 +144,22 @@ def case_config(name: str, size: int | None = None):
     return CASES[name].build(size or CASES[name].size)
 
 
-def settings(name: str, size: int, epochs: int, n_starts: int, photons: float) -> dict:
+def start_config(trial_epochs: int | None = None):
+    """The pipeline's default start search, or with ``trial_epochs`` quick trial epochs per candidate."""
+    from dynbcdi.reconstruct import StartConfig
+
+    return StartConfig() if trial_epochs is None else dataclasses.replace(StartConfig(), quick_epochs=trial_epochs)
+
+
+def settings(name: str, size: int, epochs: int, n_starts: int, photons: float,
+             trial_epochs: int | None = None) -> dict:
     """Everything that decides a run's result apart from the seed and the data kind, with its hash."""
-    from dynbcdi.reconstruct import StartConfig, default_config
+    from dynbcdi.reconstruct import default_config
     from dynbcdi.simulate.config import to_dict
 
     s = {"case": name, "size": size, "epochs": epochs, "n_starts": n_starts, "photons": photons,
          "simulation": to_dict(case_config(name, size)), "reconstruction": repr(default_config(epochs)),
-         "start": repr(StartConfig())}
+         "start": repr(start_config(trial_epochs))}
     s["fingerprint"] = hashlib.sha256(json.dumps(s, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return s
 
@@ -173,7 +181,8 @@ def _cpu_s() -> float:
     return u.ru_utime + u.ru_stime
 
 
-def run_one(name: str, data: str, seed: int, size: int, epochs: int, n_starts: int, photons: float) -> dict:
+def run_one(name: str, data: str, seed: int, size: int, epochs: int, n_starts: int, photons: float,
+            trial_epochs: int | None = None) -> dict:
     """Simulate, (noise), truth-free pipeline, compare: one run's record (SI; times in s, RSS in MiB)."""
     from dynbcdi.analysis import compare
     from dynbcdi.reconstruct import default_config, run_pipeline
@@ -189,7 +198,7 @@ def run_one(name: str, data: str, seed: int, size: int, epochs: int, n_starts: i
                                                              rng=seed))
     t_sim = time.perf_counter() - t0
     config = dataclasses.replace(default_config(epochs), seed=seed)
-    res = run_pipeline(ds, n_starts=n_starts, seed=seed, config=config)
+    res = run_pipeline(ds, n_starts=n_starts, seed=seed, config=config, start=start_config(trial_epochs))
     truth = ds.truth.astype(np.complex128)
     h = ds.geometry.grid_frame().to_grid(ds.geometry.h)
     kw = {"support": np.abs(truth) > 0.5, "h_norm": ds.reflection.h_norm, "spacing_m": ds.spacing_m,
@@ -218,13 +227,13 @@ def _write_new(path: Path, record: dict) -> None:
 
 
 def plan(out: Path, cases: Sequence[str], seeds: Sequence[int], sizes: dict[str, int], epochs: int,
-         n_starts: int, photons: float, data_kinds: Sequence[str] = DATA_KINDS
+         n_starts: int, photons: float, data_kinds: Sequence[str] = DATA_KINDS, trial_epochs: int | None = None
          ) -> tuple[list[tuple[str, str, int]], dict[str, dict]]:
     """The runs still to do, and the settings of each case. Finished runs with the same fingerprint are
     skipped; one made with other settings raises ValueError (use another --out)."""
     todo, sets = [], {}
     for name in cases:
-        sets[name] = settings(name, sizes[name], epochs, n_starts, photons)
+        sets[name] = settings(name, sizes[name], epochs, n_starts, photons, trial_epochs)
         for path in sorted((out / "runs").glob(f"{name}__*.json")):  # every finished run, any seed or data
             found = json.loads(path.read_text()).get("fingerprint")
             if found != sets[name]["fingerprint"]:
@@ -238,7 +247,8 @@ def plan(out: Path, cases: Sequence[str], seeds: Sequence[int], sizes: dict[str,
 def _command(args: argparse.Namespace, name: str, data: str, seed: int, size: int) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "--out", str(args.out), "--one", f"{name},{data},{seed}",
             "--size", str(size), "--epochs", str(args.epochs), "--starts", str(args.starts),
-            "--photons", repr(args.photons)]
+            "--photons", repr(args.photons)] + ([] if args.trial_epochs is None else
+                                                ["--trial-epochs", str(args.trial_epochs)])
 
 
 def run_all(args: argparse.Namespace, todo: list[tuple[str, str, int]], sizes: dict[str, int]) -> list[str]:
@@ -365,6 +375,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                   f"(default {', '.join(f'{k}={v.size}' for k, v in CASES.items())})")
     p.add_argument("--epochs", type=int, default=60, help="maximum dynamical epochs")
     p.add_argument("--starts", type=int, default=4, help="kinematic phasing starts")
+    p.add_argument("--trial-epochs", type=int, help="quick trial epochs per start candidate (default: the "
+                                                        "pipeline's StartConfig; fewer only for a smoke test)")
     p.add_argument("--photons", type=float, default=1e9, help="photons in the scan for the Poisson data")
     p.add_argument("--data", default=",".join(DATA_KINDS), help="comma-separated data kinds, of: noise-free, poisson")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (subprocesses, one thread each)")
@@ -392,14 +404,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(1)
         name, data, seed = args.one.split(",")
-        s = settings(name, sizes[name], args.epochs, args.starts, args.photons)
-        rec = run_one(name, data, int(seed), sizes[name], args.epochs, args.starts, args.photons)
+        s = settings(name, sizes[name], args.epochs, args.starts, args.photons, args.trial_epochs)
+        rec = run_one(name, data, int(seed), sizes[name], args.epochs, args.starts, args.photons, args.trial_epochs)
         _write_new(run_path(args.out, name, data, int(seed)), {**rec, "size": sizes[name],
                                                                 "fingerprint": s["fingerprint"], "settings": s})
         return 0
     failed = []
     if not args.table_only:
-        todo, _ = plan(args.out, cases, range(args.seeds), sizes, args.epochs, args.starts, args.photons, data_kinds)
+        todo, _ = plan(args.out, cases, range(args.seeds), sizes, args.epochs, args.starts, args.photons, data_kinds,
+                       args.trial_epochs)
         print(f"{len(todo)} runs to do", flush=True)
         failed = run_all(args, todo, sizes)
     runs = [r for r in load_runs(args.out) if r["case"] in cases]

@@ -26,8 +26,8 @@ def bench():
 def test_runs_resume_refusal_and_table(bench, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PYTHONPATH", str(ROOT / "src"))  # the workers import this checkout's dynbcdi
     common = ["--out", str(tmp_path), "--cases", "tiny-au", "--size", "16", "--seeds", "2", "--starts", "1",
-              "--data", "poisson"]
-    assert bench.main([*common, "--epochs", "2", "--jobs", "2", "--no-regime"]) == 0
+              "--trial-epochs", "1", "--data", "poisson"]
+    assert bench.main([*common, "--epochs", "2", "--jobs", "2", "--no-regime"]) == 0  # both runs at once
     out = capsys.readouterr().out
     assert "2 runs to do" in out
     runs = sorted((tmp_path / "runs").glob("*.json"))

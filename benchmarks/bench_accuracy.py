@@ -5,8 +5,9 @@ For every (case, data, seed) the truth-free pipeline runs in its own subprocess 
 1. simulate the case's noise-free dataset (:func:`case_config`; the presets through
    :func:`dynbcdi.simulate.presets.sized_preset`, which refines dz where a reduced size would alias z);
 2. data "noise-free", or "poisson": Poisson counts with ``--photons`` in the scan, drawn with the seed;
-3. :func:`dynbcdi.reconstruct.run_pipeline` with ``n_starts`` kinematic phasing starts from the seed
-   and the dynamical mini-batch order seeded by it (``ReconstructionConfig.seed``);
+3. :func:`dynbcdi.reconstruct.run_pipeline` with ``n_starts`` kinematic phasing starts seeded
+   seed × n_starts + k (no start shared between two seeds) and the dynamical mini-batch order seeded
+   by the seed (``ReconstructionConfig.seed``);
 4. the kinematic result on the grid and the dynamical result compared with the truth by
    :func:`dynbcdi.analysis.compare` (translation, twin, global phase aligned; inside |truth| > 0.5; no
    ramp removed; the kinematic one also with the ramp removed, as the regime estimate does).
@@ -159,7 +160,8 @@ def settings(name: str, size: int, epochs: int, n_starts: int, photons: float,
 
     s = {"case": name, "size": size, "epochs": epochs, "n_starts": n_starts, "photons": photons,
          "simulation": to_dict(case_config(name, size)), "reconstruction": repr(default_config(epochs)),
-         "start": repr(start_config(trial_epochs))}
+         "start": repr(start_config(trial_epochs)), "seeds": "noise: seed; phasing starts: seed × n_starts + k; "
+                                                              "mini-batch order: seed"}
     s["fingerprint"] = hashlib.sha256(json.dumps(s, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return s
 
@@ -198,7 +200,8 @@ def run_one(name: str, data: str, seed: int, size: int, epochs: int, n_starts: i
                                                              rng=seed))
     t_sim = time.perf_counter() - t0
     config = dataclasses.replace(default_config(epochs), seed=seed)
-    res = run_pipeline(ds, n_starts=n_starts, seed=seed, config=config, start=start_config(trial_epochs))
+    # phase_retrieval's start k uses seed + k: seed × n_starts gives every run its own, disjoint starts.
+    res = run_pipeline(ds, n_starts=n_starts, seed=seed * n_starts, config=config, start=start_config(trial_epochs))
     truth = ds.truth.astype(np.complex128)
     h = ds.geometry.grid_frame().to_grid(ds.geometry.h)
     kw = {"support": np.abs(truth) > 0.5, "h_norm": ds.reflection.h_norm, "spacing_m": ds.spacing_m,
@@ -210,6 +213,7 @@ def run_one(name: str, data: str, seed: int, size: int, epochs: int, n_starts: i
             "dynamical": _metrics(compare(res.dynamical.S, truth, **kw)),
             "epochs": res.dynamical.epochs, "stopped_reason": res.dynamical.stopped_reason,
             "phasing_errors": [float(e) for e in res.phasing.start_errors],
+            "phasing_seeds": [int(k) for k in res.phasing.seeds],
             "time_simulate_s": t_sim, "time_phasing_s": res.timings["phasing"],
             "time_dynamical_s": res.timings["dynamical"], "time_total_s": time.perf_counter() - t0,
             "cpu_s": _cpu_s(),

@@ -25,7 +25,7 @@ def bench():
 
 def test_runs_resume_refusal_and_table(bench, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PYTHONPATH", str(ROOT / "src"))  # the workers import this checkout's dynbcdi
-    common = ["--out", str(tmp_path), "--cases", "tiny-au", "--size", "16", "--seeds", "2", "--starts", "1",
+    common = ["--out", str(tmp_path), "--cases", "tiny-au", "--size", "16", "--seeds", "2", "--starts", "2",
               "--trial-epochs", "1", "--data", "poisson"]
     assert bench.main([*common, "--epochs", "2", "--jobs", "2", "--no-regime"]) == 0  # both runs at once
     out = capsys.readouterr().out
@@ -41,7 +41,8 @@ def test_runs_resume_refusal_and_table(bench, tmp_path, monkeypatch, capsys):
             assert math.isfinite(m["phase_rms_rad"]) and 0 < m["phase_rms_rad"] < 3
             assert 0 <= m["empty_fraction"] <= 1
         assert rec["peak_rss_mib"] > 50 and rec["time_total_s"] > 0
-    # The seed changes the noise and the phasing starts: the two runs differ.
+    # The seed changes the noise and the phasing starts (disjoint sets), so the two runs differ.
+    assert [r["phasing_seeds"] for r in recs] == [[0, 1], [2, 3]]
     assert recs[0]["phasing_errors"] != recs[1]["phasing_errors"]
 
     # Rerun with the same settings: nothing to do, the records are untouched.

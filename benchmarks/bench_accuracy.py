@@ -104,12 +104,6 @@ def _narrowed(name: str, half_range_deg: float, step_deg: float, size: int):
     return _no_extras(fit_z_sampling(_resize(dataclasses.replace(cfg, geometry=geo), size)))
 
 
-def _sr2iro4(size: int):
-    from dynbcdi.simulate.presets import sized_preset
-
-    return _no_extras(sized_preset("sr2iro4-116", size))
-
-
 def _tiny_au(size: int):
     """Smoke-test crystal (tests/test_bench_accuracy.py, not a benchmark case): a 0.3 µm Au (200) cube
     (1.2 extinction lengths) on ``size``³ voxels of 0.99 µm / size (detector ``size`` × 55 µm at 0.35 m
@@ -126,13 +120,17 @@ def _tiny_au(size: int):
 
 
 CASES: dict[str, Case] = {
+    # Default sizes: the whole table (6 cases × 2 data × 8 seeds) in ≈ 90 CPU-minutes of one thread
+    # (benchmarks/RESULTS.md, "Accuracy over seeds"): 48 for au-demo, as coarse as 40 for the others.
     "au-demo": Case(_au_demo, 48, "0.6 µm Au (200) cube"),
     "au-demo-smooth": Case(_au_demo_smooth, 48, "au-demo with a 10 nm tanh surface"),
     # as benchmarks/bench_reconstruct.py: ±0.14° in 0.003° (the preset's ±0.2° aliases z at 44 nm voxels)
-    "au-cube-200": Case(lambda n: _narrowed("au-cube-200", 0.14, 0.003, n), 48, "1 µm Au (200) cube, ±0.14°"),
-    "au-cube-2um": Case(lambda n: _narrowed("au-cube-2um", 0.05, 0.002, n), 48, "2 µm Au (200) cube, ±0.05°"),
-    "sr2iro4-116": Case(_sr2iro4, 40, "1.5 µm Sr2IrO4 (116), 34-ID-C γ = 3°, coarse grid"),
-    "au-34idc-gamma": Case(_au_demo_34idc, 48, "au-demo crystal, 34-ID-C γ = 5°"),
+    "au-cube-200": Case(lambda n: _narrowed("au-cube-200", 0.14, 0.003, n), 40, "1 µm Au (200) cube, ±0.14°"),
+    "au-cube-2um": Case(lambda n: _narrowed("au-cube-2um", 0.05, 0.002, n), 40, "2 µm Au (200) cube, ±0.05°"),
+    # the paper's 1.5 µm crystal on a coarse grid, its ±0.15° narrowed to ±0.1° (nz 124 → 83 at 40)
+    "sr2iro4-116": Case(lambda n: _narrowed("sr2iro4-116", 0.1, 0.003, n), 40,
+                        "1.5 µm Sr2IrO4 (116), 34-ID-C γ = 3°, coarse grid, ±0.1°"),
+    "au-34idc-gamma": Case(_au_demo_34idc, 40, "au-demo crystal, 34-ID-C γ = 5°"),
     "tiny-au": Case(_tiny_au, 20, "smoke test only"),
 }
 DEFAULT_CASES = [name for name in CASES if name != "tiny-au"]

@@ -63,8 +63,8 @@ def test_runs_resume_refusal_and_table(bench, tmp_path, monkeypatch, capsys):
     dyn = sorted(r["dynamical"]["phase_rms_rad"] for r in recs)
     assert f"| {sum(dyn) / 2:.3f} / {dyn[1]:.3f} |" in row
     assert "| poisson | 2 |" in row
-    regime = next(line for line in table.splitlines() if line.startswith("| tiny-au | ") and "needed" in line
-                  or line.startswith("| tiny-au | ") and "enough" in line)
+    regime = next(line for line in table.splitlines()
+                  if line.startswith("| tiny-au | ") and ("dynamical needed" in line or "kinematic is enough" in line))
     assert "| — | — |" in regime  # no noise-free runs to measure the kinematic error on
     assert json.loads((tmp_path / "regime__tiny-au.json").read_text())["fingerprint"] == recs[0]["fingerprint"]
 

@@ -11,6 +11,17 @@
   2.5 m (voxel 22.0 nm), rocking ±0.15° in 0.003° (101 angles), contact strain at the corner
   furthest along −h (amplitude 1 Å, decay 300 nm), 10 nm smooth edges, Poisson noise with 5·10⁴
   photons in the brightest pixel and 2 hot pixels.
+* ``au-cube-2um`` — the 2 µm end of the paper's size range (issue 12): the au-cube-200 crystal,
+  reflection and deformation kind at twice the edge. 2 µm = 7.8 Bragg extinction lengths (256 nm at
+  8 keV). Detector 256 × 256 × 55 µm at 2.2 m: voxel λD/(Np) = 24.2 nm, field of view 6.20 µm — the
+  cube is 2.61 µm wide in the grid frame (rotated by θB) and the lateral drift of k0 across it adds
+  about 2.6 µm (twice au-cube-200's 1.3 µm), which leaves ≈ 0.5 µm on each side for a start support
+  larger than the crystal (2.0 m, 5.64 µm, would leave 0.2 µm). Rocking ±0.1° in 0.002° (101 angles):
+  the fringe period of a 2 µm crystal is ≈ 0.0058°, so 0.002° keeps a rocking oversampling ≈ 2.9, and
+  ±0.1° resolves ≈ 60 nm along z, finer than a CPU voxel (a reduced size narrows it further, see
+  benchmarks/bench_accuracy.py). Gaussian bulge along h scaled with the crystal (0.4 Å, σ = 500 nm,
+  off-centre by (0.3, 0.2, 0) µm). Dynamical patterns only (the kinematic stacks cost time and the
+  benchmarks do not use them), noise-free.
 * ``au-demo`` — the CPU demonstration of the paper's method (``dynbcdi demo``, issue 6 benchmark):
   0.6 µm Au cube, (200) at 8 keV, stored at 256³ like the paper presets and run at its CPU size 64³
   (:func:`resize`; the numbers below are those of 64³). Every number has a reason:
@@ -62,6 +73,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         "noise": {"peak_photons": 5e4, "seed": 0, "hot_pixels": 2},
         "model": {"kinematic": True, "batch_size": 8},
     },
+    "au-cube-2um": {
+        "name": "au-cube-2um",
+        "reflection": {"material": "Au", "hkl": [2, 0, 0], "energy_eV": 8000.0, "lattice_a_m": 4.07e-10},
+        "geometry": {"kind": "generic", "rocking_start_deg": -0.1, "rocking_stop_deg": 0.1,
+                     "rocking_step_deg": 0.002, "detector_shape": [256, 256], "pixel_size_m": 55e-6,
+                     "distance_m": 2.2},
+        "grid": {"nz": 256},
+        "crystal": {"shape": "cube", "size_m": [2e-6]},
+        "deformation": [{"kind": "gaussian_bulge", "amplitude_m": 4e-11, "sigma_m": 5e-7,
+                         "center_m": [3e-7, 2e-7, 0.0], "direction": "h"}],
+        "model": {"kinematic": False, "refraction_kinematic": False, "batch_size": 8},
+    },
     "au-demo": {
         "name": "au-demo",
         "reflection": {"material": "Au", "hkl": [2, 0, 0], "energy_eV": 8000.0, "lattice_a_m": 4.07e-10},
@@ -82,12 +105,14 @@ PRESET_PURPOSE: dict[str, str] = {
                    "reconstructions of a 1 µm (≈ 4 extinction lengths) Au cube with a Gaussian bulge",
     "sr2iro4-116": "the paper's Fig. 3-4 experiment: a 1.5 µm Sr2IrO4 crystal with contact strain at a "
                    "corner, APS 34-ID-C geometry (gamma = 3°), Poisson noise and hot pixels",
+    "au-cube-2um": "the 2 µm end of the paper's size range: a 2 µm (≈ 8 extinction lengths) Au (200) cube "
+                   "with a Gaussian bulge, for the accuracy benchmark (issue 12)",
     "au-demo": "the CPU demonstration (dynbcdi demo, benchmarks): a 0.6 µm Au cube (2.3 extinction "
                "lengths), the smallest round size clearly in the dynamical regime, noise-free",
 }
 
 # Points per direction for a CPU run of each preset (a few minutes at most on 2 cores).
-CPU_SIZES: dict[str, int] = {"au-cube-200": 64, "sr2iro4-116": 64, "au-demo": 64}
+CPU_SIZES: dict[str, int] = {"au-cube-200": 64, "sr2iro4-116": 64, "au-demo": 64, "au-cube-2um": 48}
 
 
 def preset(name: str, size: int | None = None) -> SimulationConfig:

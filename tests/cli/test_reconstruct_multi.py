@@ -121,6 +121,16 @@ def test_missing_and_broken_manifests(tmp_path, capsys):
     assert "not valid JSON" in _one_line_error(capsys, code)
 
 
+def test_ctrl_c_in_the_twin_trials_writes_nothing(manifest, tmp_path, monkeypatch, capsys):
+    """Ctrl-C while the start's twin trials run: exit 130 and nothing written (a trial cut short
+    would bias the twin choice; the review found an IndexError traceback here before)."""
+    monkeypatch.setattr(interrupt.StopRequest, "__init__", lambda self: setattr(self, "requested", True))
+    out = tmp_path / "r"
+    code = main(["reconstruct-multi", str(manifest), "--out", str(out), "--twin-epochs", "1", *FAST])
+    assert code == 130 and "nothing was written" in capsys.readouterr().out
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_ctrl_c_stops_at_a_step_boundary_and_writes_the_field(manifest, tmp_path, monkeypatch, capsys):
     """A Ctrl-C already requested when the fit starts: it stops at the first mini-batch boundary (before
     any Adam step) and writes that field, the start (the library tests stop mid-epoch).

@@ -29,6 +29,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
 from dynbcdi.config import deep_merge, from_dict, load_toml
 
 LossKind = Literal["amplitude", "poisson"]
@@ -131,6 +134,18 @@ class ShrinkWrapConfig:
         for name in ("threshold", "init_threshold"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"shrinkwrap.{name} must be in [0, 1), got {getattr(self, name)}")
+
+    def keep(self, s: np.ndarray, support: np.ndarray) -> np.ndarray:
+        """The voxels this rule keeps, (Z, Y, X) bool: Gaussian-blurred s (zero outside ``support``)
+        above ``threshold`` × the reference level. s : (Z, Y, X) amplitude; support : (Z, Y, X) bool.
+        One rule for the one-reflection and the joint (multi-reflection) fits."""
+        s = np.where(support, s, 0.0)
+        blurred = gaussian_filter(s, self.sigma_vox)
+        if self.reference == "max":
+            level = blurred.max()
+        else:
+            level = float(np.median(s[support])) if support.any() else 0.0
+        return blurred > self.threshold * level
 
 
 @dataclass(frozen=True)

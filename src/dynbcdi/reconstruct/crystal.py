@@ -109,7 +109,7 @@ class CrystalField(torch.nn.Module):
         the cached images of the old support; returns the new number of support voxels. The
         support only shrinks, as in the one-reflection shrink-wrap. An empty result is refused
         (ValueError): it would leave no crystal for any reflection to see."""
-        keep = torch.as_tensor(np.asarray(keep, dtype=bool), device=self.support.device)
+        keep = torch.as_tensor(keep, device=self.support.device).bool()  # numpy or a tensor on any device
         if keep.shape != self.support.shape:
             raise ValueError(f"support mask shape {tuple(keep.shape)} differs from the grid {self.grid.shape}")
         new = self.support & keep

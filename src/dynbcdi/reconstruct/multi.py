@@ -115,7 +115,8 @@ class JointConfig:
     shrinkwrap : the one-reflection :class:`~dynbcdi.reconstruct.config.ShrinkWrapConfig` (``every``,
     ``start``, ``sigma_vox``, ``threshold``; its ``init_threshold`` is unused, the starting support
     is the field's): every ``every`` epochs from epoch ``start`` the support becomes
-    support ∧ {blurred s > threshold · max}, s = 0 outside. Default ``every = 0``: off.
+    support ∧ {blurred s > threshold · reference level} (``reference`` "max" or "median"), s = 0
+    outside. Default ``every = 0``: off.
     """
 
     epochs: int = 30
@@ -294,15 +295,12 @@ class _JointRun:
         return loss
 
     def _shrink_wrap(self, epoch: int) -> None:
-        """The one-reflection rule (ShrinkWrapConfig) on s: support ∧= {blurred s > threshold · max}."""
-        from dynbcdi.analysis.support import support_from_amplitude
-
+        """The one-reflection rule (:meth:`ShrinkWrapConfig.keep`) on s: support ∧= {blurred s > threshold ·
+        reference level}."""
         sw = self.config.shrinkwrap
         if not (sw.every and epoch >= sw.start and epoch % sw.every == 0):
             return
-        s = self.field.s.detach().cpu().numpy()
-        keep = support_from_amplitude(s, sw.threshold, sw.sigma_vox, fill_holes=False, largest_component=False)
-        self.field.restrict_support(keep)
+        self.field.restrict_support(sw.keep(self.field.s.detach().cpu().numpy(), self.field.support.cpu().numpy()))
 
     def loop(self, stop: StopRequest, metric: Callable[[CrystalField], float] | None,
              progress: Callable[[JointEpoch], None] | None) -> None:

@@ -288,8 +288,11 @@ def twin_by_trial(candidates: Sequence[Sequence[np.ndarray]], support: np.ndarra
     (with more, nearly so); the kinematic data cannot tell
     the twins apart (same |FT|), the dynamical data can. Each trial starts from s = 1 on the support
     and u = −φ_i h_i / |h_i|² (the displacement along h_i that gives the phase). Returns the choices
-    and the (object, twin) trial losses (mean data loss per pattern after the last epoch).
+    and the (object, twin) trial losses (mean data loss per pattern after the last epoch). Ctrl-C
+    during a trial raises KeyboardInterrupt at the trial's next mini-batch boundary: no twin is
+    chosen from a shortened trial.
     """
+    from dynbcdi.reconstruct.interrupt import stop_on_sigint
     from dynbcdi.reconstruct.multi import JointConfig, joint_reconstruct
 
     if not len(candidates) == len(h_vectors) == len(problems):
@@ -303,7 +306,11 @@ def twin_by_trial(candidates: Sequence[Sequence[np.ndarray]], support: np.ndarra
             phase = np.where(support, phase - phase[support].mean(), 0.0)
             u = _extend(-phase[None] * (h / (h @ h))[:, None, None, None], support)
             field = CrystalField(grid, support.astype(float), u, support=support)
-            result = joint_reconstruct(field, [problem], JointConfig(epochs=config.twin_epochs, seed=config.seed))
+            with stop_on_sigint():  # one request for every trial and the caller's block, if any
+                result = joint_reconstruct(field, [problem], JointConfig(epochs=config.twin_epochs,
+                                                                         seed=config.seed))
+            if result.interrupted:  # a shortened trial would bias the choice: the start is abandoned
+                raise KeyboardInterrupt
             trial.append(result.loss[-1])
         log.info("reflection %s: trial loss %.4g as phased, %.4g twinned", problem.hkl, *trial)
         twins.append(trial[1] < trial[0])

@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
 
 from dynbcdi.distributed.comm import Communicator, SingleProcess
 from dynbcdi.distributed.parallel import broadcast_parameters, reduce_gradients, reduce_sums
@@ -427,11 +426,8 @@ class _Run:
     @torch.no_grad()
     def _shrink_wrap(self) -> None:
         sw = self.config.shrinkwrap
-        s = self.params.s.detach().cpu().numpy()
-        support = self.params.support.cpu().numpy()
-        blurred = gaussian_filter(np.where(support, s, 0.0), sw.sigma_vox)
-        level = blurred.max() if sw.reference == "max" else np.median(s[support]) if support.any() else 0.0
-        keep = torch.as_tensor(blurred > sw.threshold * level, device=self.device)
+        keep = sw.keep(self.params.s.detach().cpu().numpy(), self.params.support.cpu().numpy())
+        keep = torch.as_tensor(keep, device=self.device)
         self.params.support &= keep
         self.params.project()
         log.debug("epoch %d: shrink-wrap support %d voxels", self.epoch, int(self.params.support.sum()))

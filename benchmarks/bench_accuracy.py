@@ -210,6 +210,7 @@ def run_one(name: str, data: str, seed: int, size: int, epochs: int, n_starts: i
             "kinematic_ramp_removed": _metrics(compare(res.kinematic_grid, truth, remove_ramp=True, **kw)),
             "dynamical": _metrics(compare(res.dynamical.S, truth, **kw)),
             "epochs": res.dynamical.epochs, "stopped_reason": res.dynamical.stopped_reason,
+            "final_loss": float(res.dynamical.history.loss[-1]),  # truth-free: can it rank the seeds?
             "phasing_errors": [float(e) for e in res.phasing.start_errors],
             "phasing_seeds": [int(k) for k in res.phasing.seeds],
             "time_simulate_s": t_sim, "time_phasing_s": res.timings["phasing"],

@@ -151,12 +151,13 @@ def start_config(trial_epochs: int | None = None):
 
 
 def settings(name: str, size: int, epochs: int, n_starts: int, photons: float,
-             trial_epochs: int | None = None) -> dict:
+             trial_epochs: int | None = None, attempts: int = 1) -> dict:
     """Everything that decides a run's result apart from the seed and the data kind, with its hash."""
     from dynbcdi.reconstruct import default_config
     from dynbcdi.simulate.config import to_dict
 
     s = {"case": name, "size": size, "epochs": epochs, "n_starts": n_starts, "photons": photons,
+         **({} if attempts == 1 else {"attempts": attempts}),  # 1: the fingerprints of earlier tables
          "simulation": to_dict(case_config(name, size)), "reconstruction": repr(default_config(epochs)),
          "start": repr(start_config(trial_epochs)), "seeds": "noise: seed; phasing starts: seed × n_starts + k; "
                                                               "mini-batch order: seed"}
@@ -182,10 +183,11 @@ def _cpu_s() -> float:
 
 
 def run_one(name: str, data: str, seed: int, size: int, epochs: int, n_starts: int, photons: float,
-            trial_epochs: int | None = None) -> dict:
+            trial_epochs: int | None = None, attempts: int = 1) -> dict:
     """Simulate, (noise), truth-free pipeline, compare: one run's record (SI; times in s, RSS in MiB)."""
     from dynbcdi.analysis import compare
     from dynbcdi.reconstruct import default_config, run_pipeline
+    from dynbcdi.reconstruct.pipeline import final_loss
     from dynbcdi.simulate import simulate_dataset
     from dynbcdi.simulate.noise import poisson_noise
 
@@ -197,9 +199,11 @@ def run_one(name: str, data: str, seed: int, size: int, epochs: int, n_starts: i
         ds = dataclasses.replace(ds, intensity=poisson_noise(ds.intensity.astype(np.float64), total_photons=photons,
                                                              rng=seed))
     t_sim = time.perf_counter() - t0
-    config = dataclasses.replace(default_config(epochs), seed=seed)
-    # phase_retrieval's start k uses seed + k: seed × n_starts gives every run its own, disjoint starts.
-    res = run_pipeline(ds, n_starts=n_starts, seed=seed * n_starts, config=config, start=start_config(trial_epochs))
+    config = dataclasses.replace(default_config(epochs), seed=seed * attempts)
+    # phase_retrieval's start k uses seed + k: seed × n_starts × attempts gives every run (and each of its
+    # attempts, run_pipeline's seed + a × n_starts) its own, disjoint starts.
+    res = run_pipeline(ds, n_starts=n_starts, seed=seed * n_starts * attempts, config=config,
+                       start=start_config(trial_epochs), attempts=attempts)
     truth = ds.truth.astype(np.complex128)
     h = ds.geometry.grid_frame().to_grid(ds.geometry.h)
     kw = {"support": np.abs(truth) > 0.5, "h_norm": ds.reflection.h_norm, "spacing_m": ds.spacing_m,
@@ -210,7 +214,7 @@ def run_one(name: str, data: str, seed: int, size: int, epochs: int, n_starts: i
             "kinematic_ramp_removed": _metrics(compare(res.kinematic_grid, truth, remove_ramp=True, **kw)),
             "dynamical": _metrics(compare(res.dynamical.S, truth, **kw)),
             "epochs": res.dynamical.epochs, "stopped_reason": res.dynamical.stopped_reason,
-            "final_loss": float(res.dynamical.history.loss[-1]),  # truth-free: can it rank the seeds?
+            "final_loss": final_loss(res.dynamical), "attempts": res.attempts,  # truth-free ranking
             "phasing_errors": [float(e) for e in res.phasing.start_errors],
             "phasing_seeds": [int(k) for k in res.phasing.seeds],
             "time_simulate_s": t_sim, "time_phasing_s": res.timings["phasing"],
@@ -230,13 +234,13 @@ def _write_new(path: Path, record: dict) -> None:
 
 
 def plan(out: Path, cases: Sequence[str], seeds: Sequence[int], sizes: dict[str, int], epochs: int,
-         n_starts: int, photons: float, data_kinds: Sequence[str] = DATA_KINDS, trial_epochs: int | None = None
-         ) -> tuple[list[tuple[str, str, int]], dict[str, dict]]:
+         n_starts: int, photons: float, data_kinds: Sequence[str] = DATA_KINDS, trial_epochs: int | None = None,
+         attempts: int = 1) -> tuple[list[tuple[str, str, int]], dict[str, dict]]:
     """The runs still to do, and the settings of each case. Finished runs with the same fingerprint are
     skipped; one made with other settings raises ValueError (use another --out)."""
     todo, sets = [], {}
     for name in cases:
-        sets[name] = settings(name, sizes[name], epochs, n_starts, photons, trial_epochs)
+        sets[name] = settings(name, sizes[name], epochs, n_starts, photons, trial_epochs, attempts)
         for path in sorted((out / "runs").glob(f"{name}__*.json")):  # every finished run, any seed or data
             found = json.loads(path.read_text()).get("fingerprint")
             if found != sets[name]["fingerprint"]:
@@ -250,7 +254,7 @@ def plan(out: Path, cases: Sequence[str], seeds: Sequence[int], sizes: dict[str,
 def _command(args: argparse.Namespace, name: str, data: str, seed: int, size: int) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "--out", str(args.out), "--one", f"{name},{data},{seed}",
             "--size", str(size), "--epochs", str(args.epochs), "--starts", str(args.starts),
-            "--photons", repr(args.photons)] + ([] if args.trial_epochs is None else
+            "--photons", repr(args.photons), "--attempts", str(args.attempts)] + ([] if args.trial_epochs is None else
                                                 ["--trial-epochs", str(args.trial_epochs)])
 
 
@@ -378,6 +382,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                   f"(default {', '.join(f'{k}={v.size}' for k, v in CASES.items())})")
     p.add_argument("--epochs", type=int, default=60, help="maximum dynamical epochs")
     p.add_argument("--starts", type=int, default=4, help="kinematic phasing starts")
+    p.add_argument("--attempts", type=int, default=1, help="whole pipeline runs per seed, the lowest final loss "
+                                                          "kept (run_pipeline(attempts=N), truth-free)")
     p.add_argument("--trial-epochs", type=int, help="quick trial epochs per start candidate (default: the "
                                                         "pipeline's StartConfig; fewer only for a smoke test)")
     p.add_argument("--photons", type=float, default=1e9, help="photons in the scan for the Poisson data")
@@ -395,8 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in cases:
         if name not in CASES:
             raise ValueError(f"unknown case {name!r}; available: {', '.join(CASES)}")
-    if args.jobs < 1 or args.seeds < 1:
-        raise ValueError("--jobs and --seeds must be >= 1")
+    if args.jobs < 1 or args.seeds < 1 or args.attempts < 1:
+        raise ValueError("--jobs, --seeds and --attempts must be >= 1")
     data_kinds = [d for d in args.data.split(",") if d]
     if not data_kinds or any(d not in DATA_KINDS for d in data_kinds):
         raise ValueError(f"--data must list some of {', '.join(DATA_KINDS)}, got {args.data!r}")
@@ -407,15 +413,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(1)
         name, data, seed = args.one.split(",")
-        s = settings(name, sizes[name], args.epochs, args.starts, args.photons, args.trial_epochs)
-        rec = run_one(name, data, int(seed), sizes[name], args.epochs, args.starts, args.photons, args.trial_epochs)
+        s = settings(name, sizes[name], args.epochs, args.starts, args.photons, args.trial_epochs, args.attempts)
+        rec = run_one(name, data, int(seed), sizes[name], args.epochs, args.starts, args.photons, args.trial_epochs,
+                      args.attempts)
         _write_new(run_path(args.out, name, data, int(seed)), {**rec, "size": sizes[name],
                                                                 "fingerprint": s["fingerprint"], "settings": s})
         return 0
     failed = []
     if not args.table_only:
         todo, _ = plan(args.out, cases, range(args.seeds), sizes, args.epochs, args.starts, args.photons, data_kinds,
-                       args.trial_epochs)
+                       args.trial_epochs, args.attempts)
         print(f"{len(todo)} runs to do", flush=True)
         failed = run_all(args, todo, sizes)
     runs = [r for r in load_runs(args.out) if r["case"] in cases]

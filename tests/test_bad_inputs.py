@@ -133,6 +133,7 @@ RANGE_CASES = {
     "phase --threads 0": (lambda f, o: _phase(f["good"], o, "--threads", "0"), "threads must be a positive"),
     "phase --device gpu": (lambda f, o: _phase(f["good"], o, "--device", "gpu"), "unknown device 'gpu'"),
     "demo --starts 0": (lambda f, o: DEMO[:-3] + ["--starts", "0", "--out", str(o)], "--starts must be >= 1"),
+    "demo --attempts 0": (lambda f, o: DEMO[:-3] + ["--attempts", "0", "--out", str(o)], "--attempts must be >= 1"),
     "demo --epochs 0": (lambda f, o: ["demo", "--epochs", "0", "--out", str(o)], "--epochs must be >= 1"),
     "demo --epochs -1": (lambda f, o: ["demo", "--epochs", "-1", "--out", str(o)], "--epochs must be >= 1"),
     "demo --size 0": (lambda f, o: ["demo", "--size", "0", "--out", str(o)], "size must be an integer >= 8"),

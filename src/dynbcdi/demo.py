@@ -44,6 +44,8 @@ class DemoOptions:
     n_starts : random starts of the kinematic phasing (the best by Fourier error is kept).
     epochs : maximum epochs of the dynamical reconstruction; None = the pipeline's default.
     seed : seeds phasing starts and mini-batch order. progress : show tqdm bars.
+    attempts : whole phasing → dynamical chains with disjoint seeds, the lowest final loss kept
+        (``run_pipeline(attempts=...)``; truth-free).
     """
 
     out_dir: Path
@@ -55,6 +57,7 @@ class DemoOptions:
     seed: int = 0
     progress: bool = True
     overwrite: bool = False
+    attempts: int = 1
 
 
 @dataclass
@@ -109,6 +112,8 @@ def plan_demo(options: DemoOptions) -> DemoPlan:
         raise ValueError(f"--starts must be >= 1 (random starts of the kinematic phasing), got {options.n_starts}")
     if options.epochs is not None and options.epochs < 1:
         raise ValueError(f"--epochs must be >= 1, got {options.epochs}")
+    if options.attempts < 1:
+        raise ValueError(f"--attempts must be >= 1, got {options.attempts}")
     simulation = sized_preset(options.preset, options.size, options.device)
     simulation = dataclasses.replace(simulation, model=dataclasses.replace(simulation.model, kinematic=True,
                                                                            refraction_kinematic=True))
@@ -133,7 +138,8 @@ def reconstruct_both(dataset: Dataset, options: DemoOptions, plan: DemoPlan):
     bars = _ProgressBars(options.progress, options.n_starts, config.epochs)
     try:
         return run_pipeline(dataset, n_starts=options.n_starts, seed=options.seed, config=config,
-                            device=options.device, phasing_progress=bars.phasing, progress=bars.epoch)
+                            device=options.device, attempts=options.attempts, phasing_progress=bars.phasing,
+                            progress=bars.epoch)
     finally:
         bars.close()
 

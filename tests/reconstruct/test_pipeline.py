@@ -151,3 +151,35 @@ def test_measured_start_tries_the_kinematic_amplitude_first(tiny_au, caplog):
     assert rim.any() and np.allclose(np.abs(kept[rim]), 0.1)
     tried = caplog.text
     assert "'amplitude')" in tried and "'amplitude-twin')" in tried and "'kinematic')" in tried
+
+
+def test_attempts_keep_the_lowest_final_loss_with_disjoint_seeds(monkeypatch):
+    """run_pipeline(attempts=N): disjoint phasing seeds (seed + a·n_starts), mini-batch seeds
+    config.seed + a, the attempt of lowest final loss kept; a Ctrl-C stop ends the series."""
+    from types import SimpleNamespace
+
+    from dynbcdi.reconstruct import pipeline
+
+    losses = {0: 4e-3, 3: 9e-5, 6: 2e-3, 9: 1e-6}  # by phasing seed
+    calls = []
+
+    def fake_attempt(dataset, recipe, n_starts, seed, config, device, start, *rest):
+        calls.append((seed, config.seed))
+        fit = SimpleNamespace(loss_fit=losses[seed])
+        reason = "interrupted" if seed == 6 and dataset == "stop" else "max_epochs"
+        dyn = SimpleNamespace(fit=fit, history=None, epochs=5, stopped_reason=reason,
+                              interrupted=reason == "interrupted")
+        return pipeline.PipelineResult(phasing=None, kinematic_grid=np.zeros(1), dynamical=dyn)
+
+    monkeypatch.setattr(pipeline, "_one_attempt", fake_attempt)
+    config = default_config(5).replace(seed=7)
+    res = pipeline.run_pipeline("data", n_starts=3, attempts=3, config=config)
+    assert calls == [(0, 7), (3, 8), (6, 9)]
+    assert res.dynamical.fit.loss_fit == 9e-5
+    assert [a["final_loss"] for a in res.attempts] == [4e-3, 9e-5, 2e-3]
+    calls.clear()
+    res = pipeline.run_pipeline("stop", n_starts=3, attempts=4, config=config)
+    assert len(calls) == 3 and res.dynamical.interrupted  # the interrupted attempt is returned, no 4th
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="attempts"):
+            pipeline.run_pipeline("data", attempts=bad)

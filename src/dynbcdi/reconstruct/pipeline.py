@@ -82,6 +82,7 @@ __all__ = [
     "kinematic_on_grid",
     "rocking_step_rad",
     "run_pipeline",
+    "final_loss",
     "soft_edge",
     "start_object",
 ]
@@ -220,13 +221,16 @@ class PipelineResult:
 
     phasing: the kinematic result (detector frame); kinematic_grid: (Z, Y, X) complex, that result
     on the grid frame (support applied); dynamical: the TTE reconstruction on the same grid;
-    timings: wall times in s (keys "phasing", "dynamical", "total") and "peak_rss_mib".
+    timings: wall times in s (keys "phasing", "dynamical", "total") and "peak_rss_mib";
+    attempts: per attempt of ``run_pipeline(attempts=N)`` its phasing seed, mini-batch seed, final
+    loss, epochs and stop reason (the kept one has the lowest final loss).
     """
 
     phasing: PhasingResult
     kinematic_grid: np.ndarray
     dynamical: ReconstructionResult
     timings: dict[str, float] = field(default_factory=dict)
+    attempts: list[dict] = field(default_factory=list)
 
 
 def _grid_shape(dataset: Any, phasing: PhasingResult) -> tuple[int, int, int]:
@@ -576,24 +580,63 @@ def amplitude_start(kinematic_grid: np.ndarray, spacing_m: Any, k0_dir: Any, kh_
     return np.where(support, kin, 0)
 
 
+def final_loss(result: ReconstructionResult) -> float:
+    """The truth-free quality of a finished run: its amplitude loss over all fitted pixels
+    (``result.fit``, evaluated once at the end), else the last epoch's mini-batch loss."""
+    if result.fit is not None and math.isfinite(result.fit.loss_fit):
+        return float(result.fit.loss_fit)
+    return float(result.history.loss[-1])
+
+
 def run_pipeline(dataset: Any, *, recipe: str = "paper", n_starts: int = 4, seed: int = 0,
                  config: ReconstructionConfig | None = None, device: str = "cpu",
-                 start: StartConfig | None = None,
+                 start: StartConfig | None = None, attempts: int = 1,
                  phasing_progress: Callable[..., bool | None] | None = None,
                  progress: ProgressFn | None = None, callback: CallbackFn | None = None) -> PipelineResult:
     """Kinematic phasing (``n_starts`` random starts, lowest Fourier error kept) → grid → dynamical.
 
     dataset : :class:`dynbcdi.io.Dataset` (its truth, if any, only sets the grid shape).
     config : dynamical settings (default :func:`default_config`; ``device`` overrides its device).
-    Returns a :class:`PipelineResult` with wall times (s) and the process peak RSS (MiB).
+    attempts : run the whole chain this many times with disjoint phasing starts (seeds
+        seed + a·n_starts, …) and mini-batch orders (``config.seed`` + a), and keep the attempt with
+        the lowest :func:`final_loss`. On the same data a wrong start support ends with a 10–45×
+        higher loss than a right one (48³ au-demo, 8 seeds: 0.12–0.20 rad at loss 1.8–4.2·10⁻³,
+        0.02–0.04 rad at ≤ 10⁻⁴; benchmarks/RESULTS.md), so the loss picks the good attempt without
+        the truth. A Ctrl-C (or ``callback``) stop ends the series with that attempt's result.
+    Returns a :class:`PipelineResult` with wall times (s) of the kept attempt, the process peak RSS
+    (MiB) and every attempt's seed and final loss.
     """
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 1:
+        raise ValueError(f"attempts must be an integer >= 1, got {attempts!r}")
+    config = dataclasses.replace(config or default_config(), device=device)
+    best, tried = None, []
+    for a in range(attempts):
+        result = _one_attempt(dataset, recipe, n_starts, seed + a * n_starts,
+                              dataclasses.replace(config, seed=config.seed + a), device, start,
+                              phasing_progress, progress, callback)
+        dyn = result.dynamical
+        tried.append({"phasing_seed": seed + a * n_starts, "seed": config.seed + a, "final_loss": final_loss(dyn),
+                      "epochs": dyn.epochs, "stopped_reason": dyn.stopped_reason})
+        log.info("attempt %d/%d: final loss %.4g", a + 1, attempts, tried[-1]["final_loss"])
+        if dyn.interrupted or dyn.stopped_reason == "callback":
+            best = result
+            break
+        if best is None or tried[-1]["final_loss"] < final_loss(best.dynamical):
+            best = result
+    best.attempts = tried
+    return best
+
+
+def _one_attempt(dataset: Any, recipe: str, n_starts: int, seed: int, config: ReconstructionConfig,
+                 device: str, start: StartConfig | None, phasing_progress: Callable[..., bool | None] | None,
+                 progress: ProgressFn | None, callback: CallbackFn | None) -> PipelineResult:
+    """One phasing → grid → dynamical chain (:func:`run_pipeline`)."""
     t0 = time.perf_counter()
     phasing = phase_retrieval(dataset.intensity, dataset.valid, recipe=recipe, n_starts=n_starts, seed=seed,
                               device=device, progress=phasing_progress)
     t1 = time.perf_counter()
     log.info("phasing: %d starts, errors %s, %.0f s", n_starts, phasing.start_errors, t1 - t0)
     kin = kinematic_on_grid(dataset, phasing)
-    config = dataclasses.replace(config or default_config(), device=device)
     dyn = dynamical_from_kinematic(dataset, kin, config, start=start, progress=progress, callback=callback)
     t2 = time.perf_counter()
     timings = {"phasing": t1 - t0, "dynamical": t2 - t1, "total": t2 - t0,

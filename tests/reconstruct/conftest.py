@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 import torch
@@ -25,6 +27,15 @@ class TinyKinematic(torch.nn.Module):
 
 
 SPACING_M = 10e-9
+
+
+@pytest.fixture
+def python_sigint():
+    """Python's own Ctrl-C handler during a test, also where the runner inherited an ignored SIGINT
+    (a background job of a non-interactive shell): the Ctrl-C tests raise a real SIGINT."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(autouse=True)

@@ -31,12 +31,7 @@ EPOCHS, STOP_AFTER = 8, 3  # interrupted in epoch 4 of 8
 BATCHES = 5  # default_config: 5 mini-batches of the 16 angles, each one model call (chunks of 16)
 
 
-@pytest.fixture(autouse=True)
-def python_sigint():
-    """Python's own Ctrl-C handler during each test, also where the runner inherited an ignored SIGINT."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, previous)
+pytestmark = pytest.mark.usefixtures("python_sigint")  # tests/reconstruct/conftest.py
 
 
 def _config(schedule: str, **kw):

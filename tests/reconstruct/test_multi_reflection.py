@@ -175,7 +175,7 @@ def _ctrl_c_at(problems: list[ReflectionProblem], call: int) -> None:
         problem.measure.register_forward_pre_hook(hook)
 
 
-def test_ctrl_c_stops_at_a_mini_batch_boundary_with_a_consistent_state(datasets):
+def test_ctrl_c_stops_at_a_mini_batch_boundary_with_a_consistent_state(datasets, python_sigint):
     """Ctrl-C during the only step of epoch 1 (one mini-batch per epoch): the step completes, the
     fit stops before epoch 2 and its state is bit-for-bit that of a one-epoch run. Ctrl-C during
     step 1 of several: exactly one step taken, no epoch recorded, the constraints hold."""

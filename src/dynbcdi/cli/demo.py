@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--attempts", type=int, default=1,
                         help="whole phasing + dynamical runs with disjoint seeds, the lowest final loss kept "
-                             "(truth-free; a wrong start support ends with a 10-45x higher loss)")
+                             "(truth-free; a run that ends far off has a 2.4-45x higher final loss)")
     parser.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out folder")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.set_defaults(func=run)
